@@ -1,0 +1,135 @@
+"""`bem` command line: serve a cluster, run a topology, check health, bench, back up."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from bem import __version__
+from bem.clusters import SERVE_TARGETS, TOPOLOGIES
+from bem.settings import Settings, SettingsError, load_settings
+
+EXIT_USAGE = 2
+
+_DESCRIPTION = """\
+BEM engineering services, consolidated: each cluster is one asyncio process serving every
+member service on its own port.
+
+  bem up                      all nine services on this machine (embedded defaults)
+  bem serve compute           one cluster process (the container entry point)
+  bem health                  health of a running cluster
+
+Configuration comes from environment variables (WORKERS, CACHE_SIZE, NUMPY_THREADS,
+CONNECTION_POOL_SIZE, CALLBACK_BATCH_SIZE, CONFIG_CACHE_TTL, REDIS_URL, NODE_ROLE, ...);
+see the README's settings table.
+"""
+
+
+def _settings_or_exit(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        print(f"bem: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
+def configure_logging(level: str, name: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr,
+        format=f"%(asctime)s %(levelname)-7s [{name}] %(name)s: %(message)s")
+    # uvicorn's own loggers would print one "Started server process" line per service.
+    logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, logging.root.level))
+
+
+def run_loop(coro: object) -> int:
+    """Run the main coroutine on uvloop (the faster loop uvicorn also uses)."""
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return int(runner.run(coro))  # type: ignore[arg-type]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    target = args.target or settings.node_role
+    if target not in SERVE_TARGETS:
+        print(f"bem serve: unknown cluster or service {target!r}; choose one of: "
+              f"{', '.join(SERVE_TARGETS)}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(settings.log_level, target)
+    # Before NumPy is imported anywhere in this process or its pool's forkserver.
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(settings.numpy_threads)
+
+    from bem.clusters import members
+    from bem.runtime.supervisor import EXIT_STARTUP_FAILURE, StartupError, Supervisor
+    from bem.services import spec
+
+    specs = [spec(name) for name in members(target)]
+    supervisor = Supervisor(settings, target, specs)
+    try:
+        return run_loop(supervisor.run())
+    except StartupError as exc:
+        print(f"bem serve {target}: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_FAILURE
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    configure_logging(settings.log_level, "up")
+    from bem.clusters.launcher import Launcher
+
+    launcher = Launcher(settings, args.topology, restart=not args.no_restart)
+    return run_loop(launcher.run())
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    from bem.clusters.health_cli import check_health
+
+    return run_loop(check_health(settings, args.url, as_json=args.json, timeout=args.timeout))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bem", description=_DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"bem {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run one cluster (or one service) in this process",
+                           description="Run the member services of a cluster in one process, "
+                                       "each on its own port, until SIGTERM/SIGINT.")
+    serve.add_argument("target", nargs="?", metavar="CLUSTER",
+                       help=f"one of: {', '.join(SERVE_TARGETS)} (default: $NODE_ROLE)")
+    serve.set_defaults(func=cmd_serve)
+
+    up = sub.add_parser("up", help="run a whole topology on this machine as child processes",
+                        description="Start every process of a topology, wait until every port "
+                                    "is healthy, supervise them; Ctrl-C or SIGTERM stops all.")
+    up.add_argument("--topology", choices=sorted(TOPOLOGIES), default="single",
+                    help="sprawl = 9 processes, optimized = 3, single = 1 (default)")
+    up.add_argument("--no-restart", action="store_true",
+                    help="do not restart a child process that exits unexpectedly")
+    up.set_defaults(func=cmd_up)
+
+    health = sub.add_parser("health", help="show the health of a running cluster",
+                            description="GET <URL>/cluster-health and summarise it; exit 0 "
+                                        "when pass or warn, 1 otherwise (a HEALTHCHECK).")
+    health.add_argument("url", nargs="?",
+                        help="any port of the cluster (default: this host's $NODE_ROLE)")
+    health.add_argument("--json", action="store_true", help="print the raw health document")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    health.set_defaults(func=cmd_health)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,43 @@
+"""`bem health [URL]`: summarise a cluster's /cluster-health; the image's HEALTHCHECK."""
+
+from __future__ import annotations
+
+import sys
+
+import httpx
+import orjson
+
+from bem.clusters import members
+from bem.settings import Settings
+
+
+def default_url(settings: Settings) -> str:
+    first = members(settings.node_role)[0]
+    return f"http://127.0.0.1:{settings.port_of(first)}"
+
+
+async def check_health(settings: Settings, url: str | None, *, as_json: bool,
+                       timeout: float) -> int:
+    base = (url or default_url(settings)).rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        base = f"http://{base}"
+    target = base if base.endswith("/cluster-health") else f"{base}/cluster-health"
+    try:
+        async with httpx.AsyncClient(timeout=timeout) as http:
+            response = await http.get(target)
+        report = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        print(f"bem health: {target} unreachable: {exc}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(f"{report.get('cluster', '?')} ({report.get('instance', '?')}): "
+              f"{report.get('status')}")
+        for name, svc in sorted(report.get("services", {}).items()):
+            print(f"  {name:<16} {svc.get('status'):<5} {svc.get('url') or ''}")
+        for name, checks in sorted(report.get("checks", {}).items()):
+            entry = checks[0] if checks else {}
+            detail = entry.get("output") or entry.get("observedValue", "")
+            print(f"  {name:<22} {entry.get('status'):<5} {detail}")
+    return 0 if report.get("status") in ("pass", "warn") else 1

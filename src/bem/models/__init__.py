@@ -1,0 +1,1 @@
+"""Data shared by every service: the project graph, pulses, agents."""

@@ -1,0 +1,1 @@
+"""The cluster runtime: supervisor, service client, compute pool, cache, health, metrics."""

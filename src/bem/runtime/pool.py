@@ -1,0 +1,329 @@
+"""The compute pool: WORKERS processes for NumPy / NetworkX / SciPy work.
+
+Why not `concurrent.futures.ProcessPoolExecutor`: when one of its workers dies the whole
+executor is broken and every pending task fails, and a running task cannot be cancelled
+without killing a worker. Here each worker is supervised on its own: a worker that dies is
+replaced and only its task is affected (retried once, then a clear 503); a task over its
+time limit has its worker killed and replaced (a clear 504).
+
+Workers are forked from a forkserver that has pre-imported NumPy, SciPy, NetworkX and the
+services' compute modules, so a worker starts in milliseconds and shares those pages with its
+siblings (low PSS). BLAS thread counts are set before the forkserver imports NumPy and
+enforced again in each worker with threadpoolctl.
+
+Protocol, one duplex pipe per worker: parent sends pickle((task_id, fn, args)); the worker
+answers pickle((task_id, ok, value, seconds)). A reader thread per worker waits on the pipe,
+so a large result never blocks the event loop, and EOF on the pipe is how a death is seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection
+from typing import Any
+
+from bem.errors import BemError, ServiceUnavailable, UpstreamTimeout
+from bem.runtime.metrics import SHARED, Metrics
+
+log = logging.getLogger("bem.pool")
+
+BASE_PRELOAD = ("bem.runtime.pool", "numpy", "scipy.optimize", "scipy.sparse", "networkx")
+_BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+             "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+
+class WorkerCrashed(Exception):
+    """The worker running a task died before answering."""
+
+
+def _worker_main(conn: Connection, numpy_threads: int) -> None:
+    # The cluster process owns the signals; Ctrl-C in a terminal reaches the whole process
+    # group, and a worker must not die of it while the parent drains in-flight work.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(numpy_threads)
+    while True:
+        try:
+            message = conn.recv_bytes()
+        except (EOFError, OSError):
+            return  # parent went away
+        if not message:
+            return  # orderly stop requested by the parent
+        task_id, fn, args = pickle.loads(message)
+        start = time.perf_counter()
+        try:
+            ok, value = True, fn(*args)
+        except Exception as exc:
+            ok, value = False, exc
+        elapsed = time.perf_counter() - start
+        try:
+            payload = pickle.dumps((task_id, ok, value, elapsed), protocol=5)
+        except Exception as exc:
+            err = BemError(f"compute result could not be sent back: {type(exc).__name__}: {exc}")
+            payload = pickle.dumps((task_id, False, err, elapsed), protocol=5)
+        conn.send_bytes(payload)
+
+
+class _Worker:
+    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+        self.process = process
+        self.conn = conn
+        self.alive = True
+        self.future: asyncio.Future[tuple[bool, Any, float]] | None = None
+        self.task_id = -1
+
+
+class ComputePool:
+    """Process pool with per-worker supervision, time limits and inline small jobs."""
+
+    def __init__(self, workers: int, *, numpy_threads: int, task_timeout: float,
+                 metrics: Metrics, preload: Sequence[str] = ()) -> None:
+        self.size = workers
+        self.numpy_threads = numpy_threads
+        self.task_timeout = task_timeout
+        self.preload = tuple(dict.fromkeys((*BASE_PRELOAD, *preload)))
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._workers: list[_Worker] = []
+        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
+        self._ids = itertools.count()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
+        self._started = False
+        self.restarts = 0
+        c = metrics.cluster
+        self._m_queue = metrics.pool_queue.labels(SHARED, c)
+        self._m_workers = metrics.pool_workers.labels(SHARED, c)
+        self._m_time = metrics.pool_task_time.labels(SHARED, c)
+        self._m_tasks = metrics.pool_tasks
+        self._m_restarts = metrics.pool_restarts
+        self._m_inline = metrics.inline_tasks.labels(SHARED, c)
+        self._cluster = c
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._started:
+            raise RuntimeError("ComputePool.start() called twice")
+        self._started = True
+        self._loop = asyncio.get_running_loop()
+        if self.size == 0:
+            return
+        for name in _BLAS_ENV:  # inherited by the forkserver before it imports NumPy
+            os.environ[name] = str(self.numpy_threads)
+        self._ctx.set_forkserver_preload(list(self.preload))
+        # Process.start() talks to the forkserver (and the first call starts it, importing
+        # NumPy/SciPy for ~1 s): keep that off the event loop.
+        workers = await asyncio.gather(*(asyncio.to_thread(self._spawn)
+                                         for _ in range(self.size)))
+        for worker in workers:
+            self._adopt(worker)
+
+    async def close(self) -> None:
+        self._closing = True
+        for worker in self._workers:
+            worker.alive = False
+            # An empty message asks the worker to exit. Closing our end would not do: the
+            # reader thread blocked on it keeps the pipe open.
+            with contextlib.suppress(OSError):
+                worker.conn.send_bytes(b"")
+        deadline = time.monotonic() + 3.0
+        for worker in self._workers:
+            await asyncio.to_thread(worker.process.join, max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.kill()
+                await asyncio.to_thread(worker.process.join, 1.0)
+            worker.conn.close()
+        self._workers.clear()
+        self._m_workers.set(0)
+
+    # --- running work ------------------------------------------------------------------------
+    async def submit(self, fn: Callable[..., Any], *args: Any, size: int = 0,
+                     threshold: int = 0, timeout: float | None = None) -> Any:
+        """Run `fn(*args)` inline when `size < threshold` (or no workers), else in the pool.
+
+        A pool round trip costs ~0.5 ms of pickling and pipe traffic, more than small jobs take.
+        """
+        if self.size == 0 or size < threshold:
+            self._m_inline.inc()
+            return fn(*args)
+        return await self.run(fn, *args, timeout=timeout)
+
+    async def run(self, fn: Callable[..., Any], *args: Any, timeout: float | None = None) -> Any:
+        """Run in a worker. A crash is retried once on a fresh worker, then 503."""
+        if self.size == 0:
+            self._m_inline.inc()
+            return fn(*args)
+        if self._closing:
+            raise ServiceUnavailable("compute pool is shutting down")
+        payload_args = (fn, args)
+        for attempt in (1, 2):
+            worker = await self._acquire()
+            try:
+                return await self._run_on(worker, payload_args, timeout or self.task_timeout)
+            except WorkerCrashed:
+                self._m_tasks.labels(SHARED, self._cluster, "crashed").inc()
+                if attempt == 2:
+                    raise ServiceUnavailable(
+                        f"compute worker crashed twice while running {_name(fn)}; retry later",
+                        headers={"Retry-After": "1"}) from None
+                log.warning("compute worker crashed running %s; retrying once", _name(fn))
+            finally:
+                if worker.alive and worker.future is None:
+                    self._idle.put_nowait(worker)
+        raise AssertionError("unreachable")
+
+    async def _run_on(self, worker: _Worker, payload_args: tuple[Any, tuple[Any, ...]],
+                      timeout: float) -> Any:
+        assert self._loop is not None
+        fn, args = payload_args
+        task_id = next(self._ids)
+        message = pickle.dumps((task_id, fn, args), protocol=5)  # may raise: worker stays idle
+        future: asyncio.Future[tuple[bool, Any, float]] = self._loop.create_future()
+        worker.future, worker.task_id = future, task_id
+        try:
+            worker.conn.send_bytes(message)
+        except OSError:
+            worker.future = None
+            self._on_death(worker)
+            raise WorkerCrashed from None
+        try:
+            ok, value, elapsed = await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            self._m_tasks.labels(SHARED, self._cluster, "timeout").inc()
+            self._kill(worker, "timeout")
+            raise UpstreamTimeout(
+                f"compute task {_name(fn)} exceeded its time limit of {timeout:g} s "
+                f"(TASK_TIMEOUT); its worker was replaced") from None
+        except asyncio.CancelledError:
+            # The caller went away; the worker finishes and returns to the idle queue by itself.
+            future.add_done_callback(lambda _f: self._release_later(worker))
+            raise
+        self._m_time.observe(elapsed)
+        self._m_tasks.labels(SHARED, self._cluster, "ok" if ok else "error").inc()
+        if ok:
+            return value
+        raise value
+
+    async def _acquire(self) -> _Worker:
+        self._m_queue.inc()
+        try:
+            while True:
+                worker = await self._idle.get()
+                if worker.alive:
+                    return worker
+        finally:
+            self._m_queue.dec()
+
+    def _release_later(self, worker: _Worker) -> None:
+        if worker.alive and worker.future is None:
+            self._idle.put_nowait(worker)
+
+    # --- supervision -------------------------------------------------------------------------
+    def _spawn(self) -> _Worker:
+        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(target=_worker_main, args=(child_conn, self.numpy_threads),
+                                    name="bem-pool-worker", daemon=True)
+        process.start()
+        child_conn.close()
+        return _Worker(process, parent_conn)
+
+    def _adopt(self, worker: _Worker) -> None:
+        self._workers.append(worker)
+        threading.Thread(target=self._reader, args=(worker,), daemon=True,
+                         name=f"bem-pool-reader-{worker.process.pid}").start()
+        self._idle.put_nowait(worker)
+        self._m_workers.set(sum(w.alive for w in self._workers))
+
+    def _reader(self, worker: _Worker) -> None:
+        """Thread: deliver each answer to the loop; EOF means the worker died."""
+        assert self._loop is not None
+        while True:
+            try:
+                data = worker.conn.recv_bytes()
+            except (EOFError, OSError):
+                if not self._closing:
+                    self._loop.call_soon_threadsafe(self._on_death, worker)
+                return
+            self._loop.call_soon_threadsafe(self._on_answer, worker, data)
+
+    def _on_answer(self, worker: _Worker, data: bytes) -> None:
+        task_id, ok, value, elapsed = pickle.loads(data)
+        future, worker.future = worker.future, None
+        if future is not None and task_id == worker.task_id and not future.done():
+            future.set_result((ok, value, elapsed))
+        elif future is not None and not future.done():
+            future.set_exception(WorkerCrashed())
+
+    def _kill(self, worker: _Worker, reason: str) -> None:
+        if worker.alive:
+            worker.alive = False
+            worker.process.kill()
+            self._replace(worker, reason)
+
+    def _on_death(self, worker: _Worker) -> None:
+        future, worker.future = worker.future, None
+        if future is not None and not future.done():
+            future.set_exception(WorkerCrashed())
+        if worker.alive:
+            worker.alive = False
+            log.warning("compute worker pid %s died (exit code %s); replacing it",
+                        worker.process.pid, worker.process.exitcode)
+            self._replace(worker, "crash")
+
+    def _replace(self, worker: _Worker, reason: str) -> None:
+        if worker in self._workers:
+            self._workers.remove(worker)
+        worker.conn.close()
+        self.restarts += 1
+        self._m_restarts.labels(SHARED, self._cluster, reason).inc()
+        self._m_workers.set(sum(w.alive for w in self._workers))
+        if self._closing:
+            return
+        assert self._loop is not None
+        task = self._loop.create_task(self._respawn())
+        task.add_done_callback(_log_failure)
+
+    async def _respawn(self) -> None:
+        worker = await asyncio.to_thread(self._spawn)
+        if self._closing:
+            worker.conn.close()
+            return
+        self._adopt(worker)
+
+    # --- introspection -----------------------------------------------------------------------
+    @property
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers if w.alive and w.process.pid]
+
+    def busy_pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers
+                if w.alive and w.future is not None and w.process.pid]
+
+    def health(self) -> dict[str, Any]:
+        if self.size == 0:
+            return {"status": "pass", "observedValue": 0, "output": "inline mode (WORKERS=0)"}
+        alive = sum(w.alive for w in self._workers)
+        status = "pass" if alive == self.size else "warn"
+        return {"status": status, "observedValue": alive, "observedUnit": "workers",
+                "output": f"{alive}/{self.size} workers, {self.restarts} restarts, "
+                          f"{self._idle.qsize()} idle"}
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", repr(fn))
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("could not replace a compute worker: %s", task.exception())

@@ -1,0 +1,152 @@
+"""Where the replicas of each service are, and which one to use next.
+
+With Redis, every process registers each of its services under
+`bem:registry:<service>:<instance>` with a TTL and refreshes it (heartbeat); a replica that
+dies disappears when its key expires. Without Redis (or before anything registered), peers
+are at static addresses: BACKEND_<CLUSTER>_URL (scheme and host) plus the service's port,
+defaulting to BACKEND_HOST.
+
+The balancer does round-robin over the replicas that are not ejected; a replica that fails
+at the transport level is ejected for a while (passive health checking) and tried again
+afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from bem.clusters import CLUSTER_OF
+from bem.runtime.redis_link import RedisLink
+from bem.settings import Settings
+
+log = logging.getLogger("bem.registry")
+
+KEY_PREFIX = "bem:registry:"
+LOOKUP_TTL = 1.0  # seconds a registry lookup is reused
+EJECT_SECONDS = 5.0
+
+
+def static_url(settings: Settings, service: str) -> str:
+    base = getattr(settings, f"backend_{CLUSTER_OF[service]}_url", None)
+    port = settings.port_of(service)
+    if base:
+        parts = urlsplit(base)
+        return f"{parts.scheme or 'http'}://{parts.hostname}:{port}"
+    host = settings.backend_host
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class Registry:
+    def __init__(self, settings: Settings, redis: RedisLink, *, instance_id: str,
+                 cluster: str) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.instance_id = instance_id
+        self.cluster = cluster
+        self.ttl = settings.registry_ttl
+        self._entries: dict[str, bytes] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._lookups: dict[str, tuple[float, list[str]]] = {}
+
+    def _key(self, service: str) -> str:
+        return f"{KEY_PREFIX}{service}:{self.instance_id}"
+
+    async def register(self, addresses: dict[str, str], pid: int) -> None:
+        started = time.time()
+        self._entries = {
+            self._key(service): orjson.dumps({
+                "service": service, "url": url, "cluster": self.cluster,
+                "instance": self.instance_id, "pid": pid, "started_at": started})
+            for service, url in addresses.items()
+        }
+        await self._publish()
+        if self.redis.configured:
+            self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
+
+    async def deregister(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+        if self._entries:
+            keys = list(self._entries)
+            await self.redis.optional(lambda r: r.delete(*keys), 0)
+        self._entries = {}
+
+    async def _publish(self) -> None:
+        if not self._entries:
+            return
+        ttl_ms = int(self.ttl * 1000)
+
+        async def write(r: Any) -> None:
+            async with r.pipeline(transaction=False) as pipe:
+                for key, value in self._entries.items():
+                    pipe.set(key, value, px=ttl_ms)
+                await pipe.execute()
+
+        await self.redis.optional(write, None)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            await self._publish()
+
+    async def entries(self, pattern: str = "*") -> list[dict[str, Any]]:
+        """Every registered replica matching `<service>:<instance>` pattern (dashboard)."""
+        async def scan(r: Any) -> list[dict[str, Any]]:
+            keys = [k async for k in r.scan_iter(match=f"{KEY_PREFIX}{pattern}", count=500)]
+            values = await r.mget(keys) if keys else []
+            return [orjson.loads(v) for v in values if v]
+
+        return await self.redis.optional(scan, [])
+
+    async def urls(self, service: str) -> list[str]:
+        """URLs of the live replicas of a service (static address when none registered)."""
+        if not self.redis.configured:
+            return [static_url(self.settings, service)]
+        now = time.monotonic()
+        cached = self._lookups.get(service)
+        if cached and now - cached[0] < LOOKUP_TTL:
+            return cached[1]
+        found = sorted({e["url"] for e in await self.entries(f"{service}:*")})
+        if not found and not self.redis.up and cached:
+            found = cached[1]  # Redis is down: keep using the last known replicas
+        urls = found or [static_url(self.settings, service)]
+        self._lookups[service] = (now, urls)
+        return urls
+
+
+class Balancer:
+    """Round-robin over non-ejected replicas, with passive ejection of failing ones."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._turn: dict[str, itertools.count[int]] = {}
+        self._ejected: dict[str, float] = {}
+
+    async def pick(self, service: str, exclude: Iterable[str] = ()) -> str:
+        urls = await self.registry.urls(service)
+        skip = set(exclude)
+        now = time.monotonic()
+        fresh = [u for u in urls if u not in skip]
+        healthy = [u for u in fresh if self._ejected.get(u, 0.0) <= now]
+        # Every replica ejected: try one anyway rather than fail without trying.
+        candidates = healthy or fresh or urls
+        turn = self._turn.setdefault(service, itertools.count())
+        return candidates[next(turn) % len(candidates)]
+
+    def eject(self, url: str, reason: str) -> None:
+        if self._ejected.get(url, 0.0) <= time.monotonic():
+            log.warning("ejecting replica %s for %.0fs: %s", url, EJECT_SECONDS, reason)
+        self._ejected[url] = time.monotonic() + EJECT_SECONDS
+
+    def ejected(self) -> list[str]:
+        now = time.monotonic()
+        return [u for u, until in self._ejected.items() if until > now]

@@ -1,0 +1,83 @@
+"""The shared resources of one cluster process.
+
+Built cheaply (constructors only store and wire objects); `start()` does the risky work
+(Redis, the pool's processes, the bus subscription) and `close()` releases it in reverse
+order, collecting errors instead of stopping at the first.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Sequence
+
+from bem import __version__
+from bem.runtime.bus import PulseBus
+from bem.runtime.cache import Cache
+from bem.runtime.client import ServiceClient
+from bem.runtime.metrics import SHARED, Metrics
+from bem.runtime.pool import ComputePool
+from bem.runtime.redis_link import RedisLink
+from bem.runtime.registry import Registry
+from bem.runtime.service import ServiceContext, ServiceSpec
+from bem.settings import Settings
+
+log = logging.getLogger("bem.runtime")
+
+
+class Runtime:
+    """Settings, metrics, Redis link, cache, pool, registry, client and bus of a process."""
+
+    def __init__(self, settings: Settings, cluster: str, specs: Sequence[ServiceSpec]) -> None:
+        self.settings = settings
+        self.cluster = cluster
+        self.version = __version__
+        self.pid = os.getpid()
+        self.instance_id = f"{socket.gethostname()}-{self.pid}-{secrets.token_hex(3)}"
+        self.metrics = Metrics(cluster)
+        redis_up = self.metrics.redis_up.labels(SHARED, cluster)
+        self.redis = RedisLink(settings.redis_url, on_change=lambda up: redis_up.set(int(up)))
+        self.cache = Cache(settings.cache_size, self.redis, self.metrics, settings.cache_ttl)
+        needs_pool = any(s.uses_pool for s in specs)
+        self.pool = ComputePool(
+            settings.workers if needs_pool else 0, numpy_threads=settings.numpy_threads,
+            task_timeout=settings.task_timeout, metrics=self.metrics,
+            preload=[m for s in specs for m in s.compute_modules])
+        self.registry = Registry(settings, self.redis, instance_id=self.instance_id,
+                                 cluster=cluster)
+        self.client = ServiceClient(self, self.registry)
+        self.bus = PulseBus(self.redis)
+        self.contexts: dict[str, ServiceContext] = {s.name: ServiceContext(s, self)
+                                                    for s in specs}
+        self.addresses: dict[str, str] = {}  # local service -> URL peers reach it at
+        self.ready = False
+        self.stopping = False
+        self._started_at = time.monotonic()
+
+    @property
+    def uptime(self) -> float:
+        return time.monotonic() - self._started_at
+
+    async def start(self) -> None:
+        for ctx in self.contexts.values():  # first request must not pay the import
+            for module in ctx.spec.compute_modules:
+                importlib.import_module(module)
+        await self.redis.start()
+        await self.bus.start()
+        await self.pool.start()
+
+    async def close(self) -> list[BaseException]:
+        """Release everything in reverse order of start; returns the errors met."""
+        errors: list[BaseException] = []
+        for closer in (self.registry.deregister, self.pool.close, self.bus.close,
+                       self.client.close, self.redis.close):
+            try:
+                await closer()
+            except Exception as exc:
+                log.error("error while closing %s: %s", closer.__qualname__, exc)
+                errors.append(exc)
+        return errors

@@ -1,0 +1,103 @@
+"""graph_runtime (5004): graph store and NetworkX analytics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from bem.data import sample_project
+from bem.models.graph import Graph
+from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
+from bem.services.graph_runtime.models import (
+    AnalyzeRequest,
+    AnalyzeResult,
+    GraphWithId,
+    StoredGraph,
+)
+from bem.services.graph_runtime.store import GraphStore, graph_id_of
+
+COMPUTE = "bem.services.graph_runtime.compute"
+
+service = ServiceSpec(
+    name="graph_runtime",
+    title="BEM graph runtime",
+    description=(
+        "Stores project graphs under a content-addressed id (shared by every replica through "
+        "Redis) and analyses them with NetworkX: size and density, weak and strong "
+        "components, DAG check with a witness cycle, topological order and levels, "
+        "centralities (degree, betweenness, closeness, PageRank), shortest and critical "
+        "(longest weighted) paths, Louvain communities. Large analyses run in the compute "
+        "pool; every analysis is cached by (graph, metrics, options)."),
+    uses_pool=True,
+    compute_modules=(COMPUTE,),
+    legacy_operation="analyze",
+)
+
+
+@service.lifespan
+async def _lifespan(ctx: ServiceContext) -> AsyncIterator[None]:
+    ctx.state["store"] = GraphStore(ctx.runtime.redis, ctx.settings.max_stored_graphs)
+    yield
+
+
+def _store(ctx: ServiceContext) -> GraphStore:
+    return ctx.state["store"]  # type: ignore[no-any-return]
+
+
+@service.health_check
+def _health(ctx: ServiceContext) -> dict[str, dict[str, Any]]:
+    store = ctx.state.get("store")
+    if store is None or ctx.runtime.redis.configured:
+        return {}
+    used = store.count_local()
+    status = "warn" if used >= 0.9 * ctx.settings.max_stored_graphs else "pass"
+    return {"graphs:stored": {"status": status, "observedValue": used,
+                              "output": f"embedded store, limit {ctx.settings.max_stored_graphs}"}}
+
+
+@service.operation("POST", "/graphs", status_code=201, idempotent=True)
+async def store_graph(body: Graph, ctx: Ctx) -> StoredGraph:
+    """Store a graph; the id is its content hash (storing it again changes nothing)."""
+    body.check_size(ctx.settings, "body")
+    gid, created = await _store(ctx).put(body.canonical())
+    return StoredGraph(graph_id=gid, nodes=len(body.nodes), edges=len(body.edges),
+                       created=created)
+
+
+@service.operation("GET", "/graphs/{graph_id}")
+async def get_graph(graph_id: str, ctx: Ctx) -> GraphWithId:
+    """A stored graph by id."""
+    data = await _store(ctx).get(graph_id)
+    return GraphWithId(graph_id=graph_id, **data)
+
+
+@service.operation("GET", "/sample")
+async def sample(ctx: Ctx) -> Graph:
+    """The sample project V01-V10 (alpha feeds beta feeds gamma)."""
+    return Graph.model_validate(sample_project())
+
+
+@service.operation("POST", "/analyze", idempotent=True, exclude_none=True)
+async def analyze(body: AnalyzeRequest, ctx: Ctx) -> AnalyzeResult:
+    """Analyse a graph (inline or stored) for the requested metrics."""
+    from bem.services.graph_runtime import compute
+
+    if body.graph is not None:
+        body.graph.check_size(ctx.settings)
+        graph = body.graph.canonical()
+        gid = graph_id_of(graph)
+    else:
+        gid = str(body.graph_id)
+        graph = await _store(ctx).get(gid)
+    metrics = sorted(set(body.metrics))
+    options = body.options.model_dump()
+    size = len(graph["nodes"]) + len(graph["edges"])  # type: ignore[arg-type]
+
+    async def run() -> dict[str, Any]:
+        return await ctx.runtime.pool.submit(  # type: ignore[no-any-return]
+            compute.analyze, graph, metrics, options,
+            size=size, threshold=ctx.settings.pool_threshold)
+
+    results = await ctx.runtime.cache.memoize(
+        "graph_runtime.analyze", {"graph": gid, "metrics": metrics, "options": options}, run)
+    return AnalyzeResult(graph_id=gid, results=results)

@@ -1,0 +1,106 @@
+"""Request and response models of graph_runtime."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bem.models.graph import Graph
+
+Metric = Literal["summary", "components", "dag", "topological_order", "levels",
+                 "critical_path", "shortest_path", "degree_centrality", "betweenness",
+                 "closeness", "pagerank", "communities"]
+
+
+class StoredGraph(BaseModel):
+    graph_id: str = Field(description="content hash of the canonical graph")
+    nodes: int
+    edges: int
+    created: bool = Field(description="false when the same graph was already stored")
+
+
+class GraphWithId(Graph):
+    graph_id: str
+
+
+class AnalyzeOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | None = Field(None, description="shortest_path: start node")
+    target: str | None = Field(None, description="shortest_path: end node")
+    top_k: int | None = Field(None, ge=1, le=100_000,
+                              description="centralities: keep the k highest")
+    pagerank_alpha: float = Field(0.85, gt=0, lt=1, description="PageRank damping factor")
+
+
+class AnalyzeRequest(BaseModel):
+    """Analyse a graph given inline (`graph`) or by id (`graph_id`), not both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    graph: Graph | None = None
+    graph_id: str | None = Field(None, min_length=1, max_length=64)
+    metrics: list[Metric] = Field(default_factory=lambda: ["summary"], min_length=1,
+                                  max_length=12)
+    options: AnalyzeOptions = Field(default_factory=AnalyzeOptions)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AnalyzeRequest:
+        if (self.graph is None) == (self.graph_id is None):
+            raise ValueError("give exactly one of graph or graph_id")
+        return self
+
+
+class Summary(BaseModel):
+    nodes: int
+    edges: int
+    density: float
+    is_dag: bool
+    self_loops: int
+    sources: list[str]
+    sinks: list[str]
+    phases: dict[str, int]
+
+
+class Components(BaseModel):
+    weak: list[list[str]]
+    strong: list[list[str]]
+    weak_count: int
+    strong_count: int
+
+
+class DagCheck(BaseModel):
+    is_dag: bool
+    cycle: list[str] | None = Field(None, description="a witness cycle [a, ..., a] if any")
+
+
+class PathResult(BaseModel):
+    path: list[str] | None = Field(None, description="null when there is no path")
+    length: float | None = Field(None, description="sum of edge weights along the path")
+    source: str | None = None
+    target: str | None = None
+
+
+class Analysis(BaseModel):
+    """One field per requested metric; the others are absent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    summary: Summary | None = None
+    components: Components | None = None
+    dag: DagCheck | None = None
+    topological_order: list[str] | None = None
+    levels: list[list[str]] | None = Field(None, description="topological generations")
+    critical_path: PathResult | None = Field(None, description="longest weighted path")
+    shortest_path: PathResult | None = None
+    degree_centrality: dict[str, float] | None = None
+    betweenness: dict[str, float] | None = None
+    closeness: dict[str, float] | None = None
+    pagerank: dict[str, float] | None = None
+    communities: list[list[str]] | None = Field(None, description="Louvain, seed 42")
+
+
+class AnalyzeResult(BaseModel):
+    graph_id: str
+    results: Analysis

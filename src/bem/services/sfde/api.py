@@ -1,0 +1,11 @@
+"""sfde: hosted with health, metrics and OpenAPI; operations land with its issue."""
+
+from __future__ import annotations
+
+from bem.runtime.service import ServiceSpec
+
+service = ServiceSpec(
+    name="sfde",
+    title="BEM formula engine (SFDE)",
+    description="Placeholder until the service's own issue lands.",
+)

@@ -1,0 +1,159 @@
+"""All configuration, read once at start-up from the environment and validated.
+
+Names follow the operations guide (WORKERS, CACHE_SIZE, NUMPY_THREADS, ...). The resulting
+`Settings` object is passed down explicitly; nothing else in the package reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICE_NAMES = (
+    "dag_alpha",
+    "functor_types",
+    "callback_engine",
+    "sfde",
+    "graph_runtime",
+    "optimization",
+    "graphql",
+    "ecm_ws",
+    "dashboard",
+)
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_byte_size(value: object) -> int:
+    """`1024MB`, `512m`, `2GiB` or a plain number of bytes -> bytes (binary multiples)."""
+    if isinstance(value, int):
+        return value
+    match = _SIZE_RE.match(str(value))
+    if not match:
+        raise ValueError(f"not a size: {value!r} (examples: 1024MB, 512m, 2GiB, 1048576)")
+    number, unit = match.groups()
+    return int(float(number) * _SIZE_UNITS[(unit or "").lower()[:1]])
+
+
+def _non_negative(value: int) -> int:
+    if value < 0:
+        raise ValueError("must be >= 0")
+    return value
+
+
+ByteSize = Annotated[int, BeforeValidator(parse_byte_size), AfterValidator(_non_negative)]
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+class Settings(BaseSettings):
+    """Validated configuration of one cluster process (or of the `bem up` launcher)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    # --- tuning variables of the operations guide --------------------------------------------
+    workers: int = Field(2, ge=0, le=64, description="compute pool processes (0 = run inline)")
+    cache_size: ByteSize = Field(parse_byte_size("256MB"), description="L1 cache bound in bytes")
+    numpy_threads: int = Field(1, ge=1, le=64, description="BLAS threads per pool worker")
+    connection_pool_size: int = Field(20, ge=1, le=1000, description="HTTP connections per peer")
+    callback_batch_size: int = Field(10, ge=1, le=10_000)
+    config_cache_ttl: float = Field(300.0, ge=0, description="functor-type config TTL, seconds")
+
+    # --- placement and discovery ---------------------------------------------------------------
+    node_role: str = Field("single", description="cluster name this process serves")
+    redis_url: str | None = Field(None, description="unset = embedded mode (no Redis)")
+    bind_host: str = Field("0.0.0.0", description="interface for gateway ports")
+    backend_bind_host: str | None = Field(
+        None, description="interface for backend service ports (default: BIND_HOST)"
+    )
+    advertise_host: str = Field(
+        "127.0.0.1", description="address peers use to reach this process; 'auto' = primary IP"
+    )
+    backend_host: str = Field("127.0.0.1", description="default host of remote peers")
+    backend_compute_url: str | None = None
+    backend_logic_url: str | None = None
+    backend_gateway_url: str | None = None
+
+    # --- service ports -------------------------------------------------------------------------
+    dag_alpha_port: Port = 5000
+    functor_types_port: Port = 5001
+    callback_engine_port: Port = 5002
+    sfde_port: Port = 5003
+    graph_runtime_port: Port = 5004
+    optimization_port: Port = 5005
+    graphql_port: Port = 8000
+    ecm_ws_port: Port = 8765
+    dashboard_port: Port = 8080
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    grace_period: float = Field(10.0, ge=0, le=600, description="drain time on shutdown, seconds")
+    registry_ttl: float = Field(6.0, ge=1, description="replica heartbeat TTL, seconds")
+    request_timeout: float = Field(30.0, gt=0, description="per-hop timeout of remote calls")
+    task_timeout: float = Field(60.0, gt=0, description="time limit of one pool task, seconds")
+    pool_threshold: int = Field(
+        2000, ge=0, description="graph size (nodes + edges) from which analyses go to the pool"
+    )
+    cache_ttl: int = Field(86_400, ge=1, description="TTL of cached results in Redis, seconds")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # --- limits --------------------------------------------------------------------------------
+    max_body_size: ByteSize = Field(parse_byte_size("10MB"), description="request body limit")
+    max_graph_nodes: int = Field(50_000, ge=1)
+    max_graph_edges: int = Field(200_000, ge=1)
+    max_stored_graphs: int = Field(10_000, ge=1, description="embedded graph store capacity")
+    max_expression_length: int = Field(2_000, ge=1)
+    max_columns_rows: int = Field(1_000_000, ge=1, description="rows of a vectorised evaluation")
+    max_ws_message_size: ByteSize = Field(parse_byte_size("1MB"))
+
+    # --- gateway -------------------------------------------------------------------------------
+    rate_limit_rps: float = Field(200.0, gt=0, description="token refill per client, per second")
+    rate_limit_burst: int = Field(400, ge=1, description="token bucket size per client")
+    api_keys: str = Field("", alias="BEM_API_KEYS", description="comma-separated; empty = open")
+
+    @field_validator("redis_url", "backend_compute_url", "backend_logic_url",
+                     "backend_gateway_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    def port_of(self, service: str) -> int:
+        return int(getattr(self, f"{service}_port"))
+
+    def host_for(self, service: str, gateway: bool) -> str:
+        """Interface a service binds: backends may be kept on an internal interface."""
+        if gateway:
+            return self.bind_host
+        return self.backend_bind_host or self.bind_host
+
+    @property
+    def api_key_set(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
+
+
+class SettingsError(Exception):
+    """A setting failed validation; the message names the environment variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment once. Raises SettingsError naming each bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = str(err["loc"][0]).upper() if err["loc"] else "?"
+            raw = os.environ.get(name, os.environ.get(name.lower()))
+            shown = f" (got {raw!r})" if raw is not None else ""
+            lines.append(f"invalid setting {name}{shown}: {err['msg']}")
+        raise SettingsError("\n".join(lines)) from None

@@ -1,0 +1,81 @@
+"""The compute pool with real worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bem.errors import ServiceUnavailable, UpstreamTimeout, ValidationFailed
+from bem.runtime.metrics import Metrics
+from bem.runtime.pool import ComputePool
+from tests.runtime import tasks
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[ComputePool]:
+    p = ComputePool(2, numpy_threads=1, task_timeout=20, metrics=Metrics("test"),
+                    preload=["tests.runtime.tasks"])
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+async def test_runs_in_other_processes(pool: ComputePool) -> None:
+    assert await pool.run(tasks.square, 7) == 49
+    pids = set(await asyncio.gather(*(pool.run(tasks.pid_after, 0.2) for _ in range(4))))
+    assert pids <= set(pool.pids) and os.getpid() not in pids and len(pids) == 2
+
+
+async def test_small_jobs_run_inline(pool: ComputePool) -> None:
+    assert await pool.submit(tasks.pid_after, 0, size=10, threshold=100) == os.getpid()
+    assert await pool.submit(tasks.pid_after, 0, size=100, threshold=100) != os.getpid()
+
+
+async def test_numpy_threads_honoured() -> None:
+    p = ComputePool(1, numpy_threads=3, task_timeout=20, metrics=Metrics("t"))
+    await p.start()
+    try:
+        assert set(await p.run(tasks.blas_threads)) == {3}
+    finally:
+        await p.close()
+
+
+async def test_domain_errors_keep_their_type(pool: ComputePool) -> None:
+    with pytest.raises(ValidationFailed, match="x: must be positive") as info:
+        await pool.run(tasks.invalid)
+    assert info.value.field == "x"
+
+
+async def test_sigkill_mid_task_is_retried_and_worker_replaced(pool: ComputePool) -> None:
+    before = set(pool.pids)
+    job = asyncio.create_task(pool.run(tasks.pid_after, 1.0))
+    while not pool.busy_pids():
+        await asyncio.sleep(0.01)
+    victim = pool.busy_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    survivor_pid = await job  # retried once on another worker
+    assert survivor_pid != victim
+    while len(pool.pids) < 2:
+        await asyncio.sleep(0.01)
+    assert victim not in pool.pids and pool.restarts == 1
+    assert set(pool.pids) != before
+    assert [await pool.run(tasks.square, n) for n in range(5)] == [0, 1, 4, 9, 16]
+
+
+async def test_task_that_kills_every_worker_gets_503(pool: ComputePool) -> None:
+    with pytest.raises(ServiceUnavailable, match="crashed twice"):
+        await pool.run(tasks.die)
+    assert await pool.run(tasks.square, 3) == 9
+
+
+async def test_time_limit(pool: ComputePool) -> None:
+    with pytest.raises(UpstreamTimeout, match="time limit of 0.3 s"):
+        await pool.run(tasks.pid_after, 5, timeout=0.3)
+    assert await pool.run(tasks.square, 4) == 16
+    assert pool.restarts == 1
