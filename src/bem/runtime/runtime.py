@@ -14,6 +14,7 @@ import secrets
 import socket
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from bem import __version__
 from bem.runtime.bus import PulseBus
@@ -54,6 +55,7 @@ class Runtime:
         self.contexts: dict[str, ServiceContext] = {s.name: ServiceContext(s, self)
                                                     for s in specs}
         self.addresses: dict[str, str] = {}  # local service -> URL peers reach it at
+        self.shared: dict[str, Any] = {}  # process-wide objects several services share
         self.ready = False
         self.stopping = False
         self._started_at = time.monotonic()

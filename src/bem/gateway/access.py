@@ -1,0 +1,146 @@
+"""Access control of the gateway ports: optional API keys and per-client rate limiting.
+
+API keys (BEM_API_KEYS, comma-separated): when set, every request to a gateway port needs a
+valid key (header `X-API-Key`, `Authorization: Bearer <key>`, or `?api_key=` for browser
+WebSockets, which cannot set headers), health endpoints excepted. Keys are compared in
+constant time against every configured key.
+
+Rate limiting: a token bucket per client (by API key, else by address) refilled at
+RATE_LIMIT_RPS up to RATE_LIMIT_BURST. Over the limit: 429 with `Retry-After` and the
+IETF draft `RateLimit-Policy` / `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers),
+which every limited answer also carries.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import time
+from collections import OrderedDict
+from collections.abc import MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from bem.settings import Settings
+
+EXEMPT_PREFIXES = ("/health", "/cluster-health")
+MAX_CLIENTS = 100_000  # buckets kept; the least recently seen client is forgotten first
+
+
+class TokenBuckets:
+    """Token buckets keyed by client, bounded in number."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, client: str, now: float | None = None) -> tuple[bool, int, float]:
+        """Take one token: (allowed, tokens left, seconds until a token is available)."""
+        now = time.monotonic() if now is None else now
+        tokens, last = self._buckets.pop(client, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        self._buckets[client] = (tokens, now)
+        if len(self._buckets) > MAX_CLIENTS:
+            self._buckets.popitem(last=False)
+        wait = 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+        return allowed, int(tokens), wait
+
+    def headers(self, remaining: int, wait: float) -> list[tuple[bytes, bytes]]:
+        window = max(1, math.ceil(self.burst / self.rate))
+        reset = max(0, math.ceil(wait))
+        return [(b"ratelimit-policy", f'"burst";q={self.burst};w={window}'.encode()),
+                (b"ratelimit", f'"burst";r={remaining};t={reset}'.encode())]
+
+
+def _key_from(scope: MutableMapping[str, Any]) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-api-key":
+            return value.decode("latin-1")
+        if name == b"authorization" and value[:7].lower() == b"bearer ":
+            return value[7:].decode("latin-1").strip()
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    keys = query.get("api_key")
+    return keys[0] if keys else None
+
+
+def key_is_valid(candidate: str | None, keys: frozenset[str]) -> bool:
+    """Constant time in the candidate's content: every configured key is compared."""
+    if candidate is None:
+        return False
+    given = candidate.encode()
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(given, key.encode())
+    return matched
+
+
+class AccessMiddleware:
+    """ASGI middleware applying API keys and rate limits to HTTP and WebSocket scopes."""
+
+    def __init__(self, app: Any, settings: Settings, buckets: TokenBuckets) -> None:
+        self.app = app
+        self.keys = settings.api_key_set
+        self.buckets = buckets
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket") or \
+                scope["path"].startswith(EXEMPT_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        key = _key_from(scope)
+        if self.keys and not key_is_valid(key, self.keys):
+            message = "missing API key" if key is None else "invalid API key"
+            await _deny(scope, send, 401, "unauthorized",
+                        f"{message}: send X-API-Key or Authorization: Bearer",
+                        [(b"www-authenticate", b'Bearer realm="bem"')])
+            return
+        client = f"key:{key}" if self.keys and key else f"addr:{(scope.get('client') or ('?',))[0]}"
+        allowed, remaining, wait = self.buckets.take(client)
+        limit_headers = self.buckets.headers(remaining, wait)
+        if not allowed:
+            retry = str(max(1, math.ceil(wait))).encode()
+            await _deny(scope, send, 429, "rate_limited",
+                        f"rate limit of {self.buckets.rate:g} requests/s (burst "
+                        f"{self.buckets.burst}) exceeded; retry in {retry.decode()} s",
+                        [(b"retry-after", retry), *limit_headers])
+            return
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *limit_headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+async def _deny(scope: MutableMapping[str, Any], send: Any, status: int, code: str,
+                message: str, headers: list[tuple[bytes, bytes]]) -> None:
+    body = orjson.dumps({"error": code, "message": message})
+    start = {"status": status,
+             "headers": [(b"content-type", b"application/json"),
+                         (b"content-length", str(len(body)).encode()), *headers]}
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", **start})
+        await send({"type": "http.response.body", "body": body})
+    elif "websocket.http.response" in scope.get("extensions", {}):
+        await send({"type": "websocket.http.response.start", **start})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:  # the server cannot send an HTTP answer to a handshake: refuse it (403)
+        await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
+
+
+def install_access(app: Any, ctx: Any) -> None:
+    """Add the middleware to a gateway app; the buckets are shared by the whole process."""
+    settings: Settings = ctx.settings
+    buckets = ctx.runtime.shared.setdefault(
+        "rate_limit", TokenBuckets(settings.rate_limit_rps, settings.rate_limit_burst))
+    app.add_middleware(AccessMiddleware, settings=settings, buckets=buckets)
