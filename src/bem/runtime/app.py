@@ -209,11 +209,14 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app = FastAPI(title=spec.title, description=spec.description, version=ctx.runtime.version,
                   lifespan=lifespan)
     app.state.ctx = ctx
+    ctx.app = app
     _install_error_handlers(app)
+    # The service's own routes first: one may deliberately replace a common route (the
+    # dashboard's /cluster-health aggregates every cluster instead of its own process).
+    app.include_router(spec.router)
     _install_common_routes(app, ctx)
     if spec.legacy_operation:
         _install_legacy(app, ctx)
-    app.include_router(spec.router)
     for setup in spec.setups:
         setup(app, ctx)
     app.add_middleware(BodyLimitMiddleware, limit=ctx.settings.max_body_size)

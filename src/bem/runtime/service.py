@@ -45,6 +45,7 @@ class ServiceContext:
         self.runtime = runtime
         self.settings: Settings = runtime.settings
         self.state: dict[str, Any] = {}  # filled by the service's lifespan hook
+        self.app: FastAPI | None = None  # set by create_app (ASGI calls without a socket)
 
     async def call(self, service: str, operation: str, payload: Any = None) -> Any:
         """Call a peer's operation wherever it runs (in-process or over HTTP)."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 from bem.data import sample_project
+from bem.errors import ServiceUnavailable
 from bem.models.graph import Graph
 from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
 from bem.services.graph_runtime.models import (
@@ -60,6 +62,11 @@ async def store_graph(body: Graph, ctx: Ctx) -> StoredGraph:
     """Store a graph; the id is its content hash (storing it again changes nothing)."""
     body.check_size(ctx.settings, "body")
     gid, created = await _store(ctx).put(body.canonical())
+    if created:  # announce on the bus (the ECM WebSocket's `graph` topic); best effort
+        with contextlib.suppress(ServiceUnavailable):
+            await ctx.runtime.bus.publish("graph", {"type": "graph_stored", "graph_id": gid,
+                                                    "nodes": len(body.nodes),
+                                                    "edges": len(body.edges)})
     return StoredGraph(graph_id=gid, nodes=len(body.nodes), edges=len(body.edges),
                        created=created)
 
