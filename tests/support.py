@@ -158,8 +158,9 @@ class ClusterProcess:
         self.target = target
         self.env = env
         self.plan = plan
-        self.log = tempfile.NamedTemporaryFile(prefix=f"bem-{target}-", suffix=".log",
-                                               delete=False)
+        # Kept open for the child's whole life and closed by cleanup().
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            prefix=f"bem-{target}-", suffix=".log", delete=False)
         self.process: subprocess.Popen[bytes] | None = None
 
     def url(self, service: str) -> str:

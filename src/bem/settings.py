@@ -53,7 +53,8 @@ Port = Annotated[int, Field(ge=0, le=65535)]
 class Settings(BaseSettings):
     """Validated configuration of one cluster process (or of the `bem up` launcher)."""
 
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True,
+                                      populate_by_name=True)
 
     # --- tuning variables of the operations guide --------------------------------------------
     workers: int = Field(2, ge=0, le=64, description="compute pool processes (0 = run inline)")

@@ -75,7 +75,7 @@ async def test_task_that_kills_every_worker_gets_503(pool: ComputePool) -> None:
 
 
 async def test_time_limit(pool: ComputePool) -> None:
-    with pytest.raises(UpstreamTimeout, match="time limit of 0.3 s"):
+    with pytest.raises(UpstreamTimeout, match=r"time limit of 0\.3 s"):
         await pool.run(tasks.pid_after, 5, timeout=0.3)
     assert await pool.run(tasks.square, 4) == 16
     assert pool.restarts == 1

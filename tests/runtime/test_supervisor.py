@@ -1,0 +1,101 @@
+"""The supervisor as operators meet it: real `bem serve` processes and signals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from tests.support import ClusterProcess, base_env, port_plan
+
+
+def big_graph(seed: int, n: int = 500, m: int = 2000) -> dict[str, object]:
+    rng = random.Random(seed)
+    nodes = [{"id": f"n{i}"} for i in range(n)]
+    edges = [{"source": f"n{rng.randrange(n)}", "target": f"n{rng.randrange(n)}",
+              "weight": rng.random()} for _ in range(m)]
+    return {"nodes": nodes, "edges": edges}
+
+
+def in_flight(metrics: str, service: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith("bem_http_requests_in_flight{") and f'service="{service}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_sigterm_drains_in_flight_requests_then_exits_0() -> None:
+    plan = port_plan()
+    proc = ClusterProcess("graph_runtime", base_env(plan, workers=2, pool_threshold=100),
+                          plan).start().wait_ready()
+    url = proc.url("graph_runtime")
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+            jobs = [asyncio.create_task(http.post("/analyze", json={
+                "graph": big_graph(seed), "metrics": ["betweenness", "closeness"]}))
+                for seed in range(4)]
+            while in_flight((await http.get("/metrics")).text, "graph_runtime") < 5:
+                await asyncio.sleep(0.02)  # 4 analyses + this /metrics request
+            proc.signal(signal.SIGTERM)
+            answers = await asyncio.gather(*jobs)
+        assert [a.status_code for a in answers] == [200] * 4
+        assert all(len(a.json()["results"]["betweenness"]) == 500 for a in answers)
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+        with pytest.raises(httpx.ConnectError):
+            async with httpx.AsyncClient() as http:
+                await http.get(url + "/health/live")
+        assert "stopped in" in proc.output()
+    finally:
+        proc.cleanup()
+
+
+def test_port_in_use_is_one_clear_line_and_nothing_is_left() -> None:
+    plan = port_plan()
+    blocker = socket.create_server(("127.0.0.1", plan["sfde"]))
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bem", "serve", "compute"], env=base_env(plan),
+            capture_output=True, text=True, timeout=60, start_new_session=True)
+    finally:
+        blocker.close()
+    assert proc.returncode == 3
+    errors = [line for line in proc.stderr.splitlines() if "cannot bind" in line]
+    assert errors == [f"bem serve compute: cannot bind sfde on 127.0.0.1:{plan['sfde']}: "
+                      f"Address already in use"]
+    for svc in ("dag_alpha", "graph_runtime"):  # bound before sfde failed, released since
+        with socket.create_server(("127.0.0.1", plan[svc])):
+            pass
+
+
+def test_bad_setting_names_the_variable() -> None:
+    plan = port_plan()
+    proc = subprocess.run([sys.executable, "-m", "bem", "serve", "compute"],
+                          env={**base_env(plan), "WORKERS": "lots", "CACHE_SIZE": "12 parsecs"},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "invalid setting WORKERS (got 'lots')" in proc.stderr
+    assert "invalid setting CACHE_SIZE (got '12 parsecs')" in proc.stderr
+
+
+def test_unknown_cluster_is_a_usage_error() -> None:
+    proc = subprocess.run([sys.executable, "-m", "bem", "serve", "mainframe"],
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert proc.returncode == 2 and "choose one of: compute, logic" in proc.stderr
+
+
+def test_compute_is_one_process_on_three_ports() -> None:
+    plan = port_plan()
+    proc = ClusterProcess("compute", base_env(plan), plan).start().wait_ready()
+    try:
+        pids = {httpx.get(proc.url(s) + "/cluster-health").json()["pid"]
+                for s in ("dag_alpha", "sfde", "graph_runtime")}
+        assert pids == {proc.process.pid}  # type: ignore[union-attr]
+    finally:
+        proc.cleanup()
