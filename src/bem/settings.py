@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     backend_compute_url: str | None = None
     backend_logic_url: str | None = None
     backend_gateway_url: str | None = None
+    data_dir: str | None = Field(
+        None, description="shared data volume directory, saved by `bem backup`; unset = none"
+    )
 
     # --- service ports -------------------------------------------------------------------------
     dag_alpha_port: Port = 5000
@@ -116,7 +119,7 @@ class Settings(BaseSettings):
     api_keys: str = Field("", alias="BEM_API_KEYS", description="comma-separated; empty = open")
 
     @field_validator("redis_url", "backend_compute_url", "backend_logic_url",
-                     "backend_gateway_url", mode="before")
+                     "backend_gateway_url", "data_dir", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
