@@ -7,7 +7,9 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from bem import __version__
 from bem.clusters import SERVE_TARGETS, TOPOLOGIES
@@ -22,6 +24,7 @@ member service on its own port.
   bem up                      all nine services on this machine (embedded defaults)
   bem serve compute           one cluster process (the container entry point)
   bem health                  health of a running cluster
+  bem backup -o FILE          archive the Redis data and DATA_DIR; `bem restore FILE`
 
 Configuration comes from environment variables (WORKERS, CACHE_SIZE, NUMPY_THREADS,
 CONNECTION_POOL_SIZE, CALLBACK_BATCH_SIZE, CONFIG_CACHE_TTL, REDIS_URL, NODE_ROLE, ...);
@@ -94,6 +97,73 @@ def cmd_health(args: argparse.Namespace) -> int:
     return run_loop(check_health(settings, args.url, as_json=args.json, timeout=args.timeout))
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    from bem.ops.archive import backup
+    from bem.ops.redis_data import BackupError
+
+    try:
+        summary = backup(args.output, redis_url=args.redis_url or settings.redis_url,
+                         data_dir=args.data_dir or settings.data_dir, progress=_progress("backup"))
+    except BackupError as exc:
+        print(f"bem backup: {exc}", file=sys.stderr)
+        return 1
+    where = "stdout" if args.output == "-" else args.output
+    _progress("backup")(f"wrote {where}: {summary.describe_keys()}, {summary.files} data files")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    from bem.ops.archive import restore
+    from bem.ops.redis_data import BackupError
+
+    try:
+        summary = restore(args.archive, redis_url=args.redis_url or settings.redis_url,
+                          data_dir=args.data_dir or settings.data_dir,
+                          progress=_progress("restore"))
+    except BackupError as exc:
+        print(f"bem restore: {exc}", file=sys.stderr)
+        return 1
+    _progress("restore")(f"done: {summary.describe_keys()}, {summary.files} data files")
+    return 0
+
+
+def _progress(command: str) -> Callable[[str], None]:
+    """Progress lines go to stderr: stdout may be the archive itself (`-o -`)."""
+    def say(line: str) -> None:
+        print(f"bem {command}: {line}", file=sys.stderr, flush=True)
+    return say
+
+
+def _add_backup_commands(sub: Any) -> None:
+    backup = sub.add_parser(
+        "backup", help="write one archive of the Redis data and the data directory",
+        description="Write one tar.gz archive holding every Redis key except the replica "
+                    "registry (bem:registry:*) - graphs, cached results, the event log with "
+                    "its consumer groups - via SCAN + DUMP with each key's TTL, and the files "
+                    "of the shared data directory. For a point-in-time copy, stop the "
+                    "clusters that write first.")
+    backup.add_argument("-o", "--output", metavar="FILE",
+                        default=time.strftime("bem-backup-%Y%m%d-%H%M%S.tar.gz"),
+                        help="archive to write, '-' for stdout (default: "
+                             "bem-backup-<date>-<time>.tar.gz here)")
+    backup.set_defaults(func=cmd_backup)
+    restore = sub.add_parser(
+        "restore", help="put a backup archive back into Redis and the data directory",
+        description="Restore every key of a `bem backup` archive (RESTORE ... REPLACE with "
+                    "the TTL each key had) and its data files. Keys and files that are not "
+                    "in the archive are left alone. Refuses before writing anything if the "
+                    "archive is not a bem backup or holds data with nowhere to go.")
+    restore.add_argument("archive", metavar="FILE", help="archive to read, '-' for stdin")
+    restore.set_defaults(func=cmd_restore)
+    for command in (backup, restore):
+        command.add_argument("--redis-url", metavar="URL",
+                             help="Redis to read or write (default: $REDIS_URL)")
+        command.add_argument("--data-dir", metavar="DIR",
+                             help="shared data directory (default: $DATA_DIR; unset = none)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bem", description=_DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--json", action="store_true", help="print the raw health document")
     health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
     health.set_defaults(func=cmd_health)
+    _add_backup_commands(sub)
     return parser
 
 

@@ -1,0 +1,293 @@
+"""One backup archive (tar.gz) holding the Redis data and the shared data directory.
+
+Layout, in this order (so a restore can read it as a stream, e.g. from stdin):
+
+    manifest.json   format, version, time, what is inside (checked before anything is written)
+    redis.jsonl     one key a line: base64 key, type, TTL left (ms), base64 DUMP payload
+    data/...        the files of DATA_DIR
+
+A backup written to a file appears under its name only once complete (written beside it,
+then renamed). `-` means stdout for a backup and stdin for a restore, so the archive can be
+piped out of and into a container (`docker compose exec -T ... bem backup -o - > file`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import tarfile
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from bem import __version__
+from bem.ops.redis_data import (
+    BackupError,
+    KeyDump,
+    Progress,
+    connect,
+    dump_keys,
+    redact,
+    restore_keys,
+)
+
+FORMAT = "bem-backup"
+VERSION = 1
+MANIFEST = "manifest.json"
+REDIS_MEMBER = "redis.jsonl"
+DATA_PREFIX = "data/"
+PROGRESS_EVERY = 10_000  # keys between progress lines
+
+
+@dataclass
+class Summary:
+    keys: int = 0
+    types: Counter[str] = field(default_factory=Counter)
+    files: int = 0
+    bytes: int = 0
+
+    def describe_keys(self) -> str:
+        kinds = ", ".join(f"{t} {n}" for t, n in sorted(self.types.items()))
+        return f"{self.keys} keys" + (f" ({kinds})" if kinds else "")
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+# --- backup --------------------------------------------------------------------------------
+def backup(output: str, *, redis_url: str | None, data_dir: str | None,
+           progress: Progress = _quiet) -> Summary:
+    """Write one archive with every Redis key but the registry, and the data directory."""
+    if not redis_url and not data_dir:
+        raise BackupError("nothing to back up: set REDIS_URL (or --redis-url) and/or "
+                          "DATA_DIR (or --data-dir)")
+    data = _existing_dir(data_dir) if data_dir else None
+    summary = Summary()
+    with tempfile.TemporaryFile(prefix="bem-backup-keys-") as keys_file:
+        if redis_url:
+            _dump_redis(redis_url, keys_file, summary, progress)
+        files = _data_entries(data) if data else []
+        summary.files = sum(1 for p in files if p.is_file())
+        summary.bytes = sum(p.stat().st_size for p in files if p.is_file())
+        if data:
+            progress(f"data {data}: {summary.files} files, {_size(summary.bytes)}")
+        manifest = _manifest(redis_url, data, summary)
+        with _output(output) as out, tarfile.open(fileobj=out, mode="w|gz") as tar:
+            _add_bytes(tar, MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+            if redis_url:
+                keys_file.seek(0)
+                _add_stream(tar, REDIS_MEMBER, keys_file)
+            for path in files:
+                assert data is not None
+                tar.add(path, arcname=DATA_PREFIX + path.relative_to(data).as_posix(),
+                        recursive=False)
+    return summary
+
+
+def _existing_dir(path: str) -> Path:
+    directory = Path(path)
+    if not directory.is_dir():
+        raise BackupError(f"data directory {path} does not exist (DATA_DIR / --data-dir)")
+    return directory
+
+
+def _dump_redis(url: str, sink: IO[bytes], summary: Summary, progress: Progress) -> None:
+    client = connect(url)
+    progress(f"redis {redact(url)}: dumping every key except bem:registry:*")
+    try:
+        for dump in dump_keys(client):
+            sink.write(dump.to_line())
+            summary.keys += 1
+            summary.types[dump.type] += 1
+            if summary.keys % PROGRESS_EVERY == 0:
+                progress(f"{summary.keys} keys dumped")
+    finally:
+        client.close()
+    progress(f"redis: {summary.describe_keys()}")
+
+
+def _data_entries(root: Path) -> list[Path]:
+    """Directories, regular files and symlinks under root, parents before children."""
+    entries = []
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink() or path.is_dir() or path.is_file():
+            entries.append(path)
+    return entries
+
+
+def _manifest(redis_url: str | None, data: Path | None, summary: Summary) -> dict[str, Any]:
+    return {
+        "format": FORMAT, "version": VERSION, "bem_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "redis": None if not redis_url else {
+            "source": redact(redis_url), "keys": summary.keys, "types": dict(summary.types),
+            "excluded": ["bem:registry:*"]},
+        "data": None if data is None else {
+            "source": str(data), "files": summary.files, "bytes": summary.bytes},
+    }
+
+
+@contextlib.contextmanager
+def _output(target: str) -> Iterator[IO[bytes]]:
+    if target == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    path = Path(target)
+    if not path.parent.is_dir():
+        raise BackupError(f"cannot write {target}: directory {path.parent} does not exist")
+    fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+        os.replace(partial, path)  # only a complete archive carries the name
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    _add_stream(tar, name, io.BytesIO(data), len(data))
+
+
+def _add_stream(tar: tarfile.TarFile, name: str, stream: IO[bytes],
+                size: int | None = None) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = size if size is not None else os.fstat(stream.fileno()).st_size
+    info.mtime = int(time.time())
+    info.mode = 0o600
+    tar.addfile(info, stream)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    raise AssertionError("unreachable")
+
+
+# --- restore -------------------------------------------------------------------------------
+def restore(source: str, *, redis_url: str | None, data_dir: str | None,
+            progress: Progress = _quiet) -> Summary:
+    """Put an archive back: every key (REPLACE, with its recorded TTL) and every data file.
+
+    Keys and files that are not in the archive are left as they are.
+    """
+    summary = Summary()
+    with _input(source) as stream:
+        try:
+            with tarfile.open(fileobj=stream, mode="r|gz") as tar:
+                manifest = _read_manifest(tar, source)
+                _check_targets(manifest, redis_url, data_dir)
+                while (member := tar.next()) is not None:  # iterating would restart
+                    _restore_member(tar, member, redis_url, data_dir, summary, progress)
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise BackupError(f"{source}: not a readable backup archive ({exc})") from None
+    if data_dir and manifest.get("data"):
+        progress(f"data {data_dir}: {summary.files} files, {_size(summary.bytes)} restored")
+    expected = (manifest.get("redis") or {}).get("keys", 0)
+    if summary.keys != expected:
+        raise BackupError(f"{source}: the manifest lists {expected} keys but the archive "
+                          f"held {summary.keys}; the archive is incomplete")
+    return summary
+
+
+@contextlib.contextmanager
+def _input(source: str) -> Iterator[IO[bytes]]:
+    if source == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        stream = open(source, "rb")  # noqa: SIM115 - closed by this context manager
+    except OSError as exc:
+        raise BackupError(f"cannot read {source}: {exc.strerror or exc}") from None
+    with stream:
+        yield stream
+
+
+def _read_manifest(tar: tarfile.TarFile, source: str) -> dict[str, Any]:
+    first = tar.next()
+    if first is None or first.name != MANIFEST:
+        raise BackupError(f"{source}: not a bem backup (no {MANIFEST} first)")
+    extracted = tar.extractfile(first)
+    assert extracted is not None
+    try:
+        manifest = orjson.loads(extracted.read())
+    except orjson.JSONDecodeError as exc:
+        raise BackupError(f"{source}: unreadable {MANIFEST}: {exc}") from None
+    if manifest.get("format") != FORMAT:
+        raise BackupError(f"{source}: not a bem backup (format {manifest.get('format')!r})")
+    if manifest.get("version") != VERSION:
+        raise BackupError(f"{source}: backup format version {manifest.get('version')} is not "
+                          f"supported by bem {__version__} (expects {VERSION})")
+    return manifest  # type: ignore[no-any-return]
+
+
+def _check_targets(manifest: dict[str, Any], redis_url: str | None,
+                   data_dir: str | None) -> None:
+    """Refuse before writing anything when the archive holds data with nowhere to go."""
+    if manifest.get("redis") and not redis_url:
+        raise BackupError(f"the backup holds {manifest['redis']['keys']} Redis keys but no "
+                          f"Redis is set: pass --redis-url or set REDIS_URL")
+    if manifest.get("data") and not data_dir:
+        raise BackupError(f"the backup holds {manifest['data']['files']} data files but no "
+                          f"data directory is set: pass --data-dir or set DATA_DIR")
+
+
+def _restore_member(tar: tarfile.TarFile, member: tarfile.TarInfo, redis_url: str | None,
+                    data_dir: str | None, summary: Summary, progress: Progress) -> None:
+    if member.name == REDIS_MEMBER:
+        assert redis_url is not None  # _check_targets
+        _restore_redis(tar, member, redis_url, summary, progress)
+    elif member.name.startswith(DATA_PREFIX):
+        assert data_dir is not None  # _check_targets
+        _restore_file(tar, member, Path(data_dir))
+        summary.files += int(member.isfile())
+        summary.bytes += member.size if member.isfile() else 0
+    else:
+        raise BackupError(f"unexpected member {member.name!r} in the archive")
+
+
+def _restore_redis(tar: tarfile.TarFile, member: tarfile.TarInfo, url: str,
+                   summary: Summary, progress: Progress) -> None:
+    lines = tar.extractfile(member)
+    assert lines is not None
+    client = connect(url)
+    progress(f"redis {redact(url)}: restoring keys (REPLACE, original TTLs)")
+
+    def counted() -> Iterator[KeyDump]:
+        for line in lines:
+            dump = KeyDump.from_line(line)
+            summary.types[dump.type] += 1
+            yield dump
+
+    try:
+        summary.keys = restore_keys(client, counted(), progress)
+    finally:
+        client.close()
+    progress(f"redis: {summary.describe_keys()} restored")
+
+
+def _restore_file(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path) -> None:
+    relative = member.name[len(DATA_PREFIX):]
+    if not relative:
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    # The "data" filter refuses absolute paths, `..` and links leading out of root.
+    try:
+        tar.extract(member.replace(name=relative, deep=False), root, filter="data")
+    except tarfile.FilterError as exc:
+        raise BackupError(f"refusing archive member {member.name!r}: {exc}") from None
+    except OSError as exc:
+        raise BackupError(f"cannot write {root / relative}: {exc.strerror or exc}") from None

@@ -1,0 +1,150 @@
+"""Copy Redis keys whatever their type: SCAN, then TYPE + PTTL + DUMP; RESTORE ... REPLACE.
+
+DUMP serialises a key in Redis's own RDB encoding, so strings, hashes, lists, sets, sorted
+sets and streams (with their consumer groups and pending entries) come back exactly as they
+were, and nothing here needs to know which service wrote which key. The payload carries an
+RDB version: a Redis older than the one that made the backup refuses it
+(https://redis.io/docs/latest/commands/dump/).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+import redis
+from redis.exceptions import RedisError, ResponseError
+
+# Replica heartbeats describe the processes of one deployment; restored elsewhere they would
+# point the balancer at addresses that do not exist.
+EXCLUDED_PREFIXES = (b"bem:registry:",)
+BATCH = 1000  # keys per SCAN page and per MULTI of TYPE/PTTL/DUMP or pipeline of RESTOREs
+
+Progress = Callable[[str], None]
+
+
+class BackupError(Exception):
+    """A backup or restore could not complete; the message is one line for the operator."""
+
+
+@dataclass(frozen=True)
+class KeyDump:
+    key: bytes
+    type: str
+    pttl: int  # milliseconds left at backup time; 0 = no expiry
+    payload: bytes
+
+    def to_line(self) -> bytes:
+        return orjson.dumps({"key": base64.b64encode(self.key).decode(), "type": self.type,
+                             "pttl": self.pttl,
+                             "dump": base64.b64encode(self.payload).decode()}) + b"\n"
+
+    @classmethod
+    def from_line(cls, line: bytes) -> KeyDump:
+        try:
+            raw = orjson.loads(line)
+            return cls(base64.b64decode(raw["key"]), str(raw["type"]), int(raw["pttl"]),
+                       base64.b64decode(raw["dump"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BackupError(f"corrupt key record in the archive: {exc}") from None
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def connect(url: str) -> redis.Redis:
+    """A client for the backup, checked with PING so a wrong URL fails before any work."""
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=60,
+                                      decode_responses=False)
+        client.ping()
+    except (RedisError, OSError, ValueError) as exc:
+        raise BackupError(f"cannot reach Redis at {redact(url)}: {exc}") from None
+    return client
+
+
+def is_excluded(key: bytes) -> bool:
+    return key.startswith(EXCLUDED_PREFIXES)
+
+
+def dump_keys(client: redis.Redis) -> Iterator[KeyDump]:
+    """Every key but the excluded ones, in SCAN order (keys written meanwhile may be missed:
+    stop the writers first for a point-in-time copy)."""
+    batch: list[bytes] = []
+    try:
+        for key in client.scan_iter(count=BATCH):
+            if is_excluded(key):
+                continue
+            batch.append(key)
+            if len(batch) >= BATCH:
+                yield from _dump_batch(client, batch)
+                batch = []
+        if batch:
+            yield from _dump_batch(client, batch)
+    except RedisError as exc:
+        raise BackupError(f"reading Redis failed: {exc}") from None
+
+
+def _dump_batch(client: redis.Redis, keys: list[bytes]) -> Iterator[KeyDump]:
+    # One MULTI per batch: a key cannot expire between its PTTL and its DUMP.
+    pipe = client.pipeline(transaction=True)
+    for key in keys:
+        pipe.type(key)
+        pipe.pttl(key)
+        pipe.dump(key)
+    results = pipe.execute()
+    for i, key in enumerate(keys):
+        key_type, pttl, payload = results[3 * i:3 * i + 3]
+        if payload is None:  # deleted or expired since SCAN saw it
+            continue
+        yield KeyDump(key, key_type.decode(), max(int(pttl), 0), payload)
+
+
+def restore_keys(client: redis.Redis, dumps: Iterable[KeyDump],
+                 progress: Progress | None = None) -> int:
+    """RESTORE every key (replacing what is there) with its recorded TTL; returns the count."""
+    count = 0
+    batch: list[KeyDump] = []
+    for dump in dumps:
+        batch.append(dump)
+        if len(batch) >= BATCH:
+            count += _restore_batch(client, batch)
+            batch = []
+            if progress:
+                progress(f"{count} keys restored")
+    if batch:
+        count += _restore_batch(client, batch)
+    return count
+
+
+def _restore_batch(client: redis.Redis, batch: list[KeyDump]) -> int:
+    pipe = client.pipeline(transaction=False)
+    for dump in batch:
+        pipe.restore(dump.key, dump.pttl, dump.payload, replace=True)
+    try:
+        results = pipe.execute(raise_on_error=False)
+    except RedisError as exc:
+        raise BackupError(f"writing Redis failed: {exc}") from None
+    for dump, result in zip(batch, results, strict=True):
+        if isinstance(result, ResponseError):
+            raise BackupError(_restore_failure(dump, result))
+        if isinstance(result, Exception):
+            raise BackupError(f"writing Redis failed at key {dump.key!r}: {result}")
+    return len(batch)
+
+
+def _restore_failure(dump: KeyDump, error: ResponseError) -> str:
+    message = f"Redis refused key {dump.key!r} ({dump.type}): {error}"
+    if "payload version" in str(error):
+        message += ("; the target Redis is older than the one the backup was taken from "
+                    "(DUMP payloads only move to the same or a newer Redis)")
+    return message
