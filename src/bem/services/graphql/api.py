@@ -1,11 +1,82 @@
-"""graphql: hosted with health, metrics and OpenAPI; operations land with its issue."""
+"""graphql (8000): the gateway's HTTP entry point.
+
+- `/graphql`: one GraphQL schema over every service (queries, mutations, and the `pulses`
+  subscription over graphql-transport-ws); see `schema.py`.
+- `/{service}/{path}`: REST routing to a replica of a backend service; see `routing.py`.
+- API keys and per-client rate limiting on every route but health (`bem.gateway.access`).
+"""
 
 from __future__ import annotations
 
-from bem.runtime.service import ServiceSpec
+from collections.abc import AsyncIterator
+from typing import Any
+
+from cross_web import HTTPException as TransportError  # what strawberry's views raise
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from strawberry import UNSET
+from strawberry.fastapi import GraphQLRouter
+
+from bem.errors import ERROR_TYPES, BemError
+from bem.gateway.access import install_access
+from bem.runtime.service import ERROR_RESPONSES, ServiceContext, ServiceSpec
+from bem.services.graphql.routing import METHODS, ROUTABLE, Router
 
 service = ServiceSpec(
     name="graphql",
-    title="BEM GraphQL gateway",
-    description="Placeholder until the service's own issue lands.",
+    title="BEM gateway: GraphQL and REST routing",
+    description=(
+        "The single entry point for clients. `POST /graphql` (or GET for queries) serves one "
+        "GraphQL schema over every service, with a `pulses` subscription over the "
+        "graphql-transport-ws WebSocket protocol at the same path. `/{service}/{path}` "
+        "forwards a REST request to a healthy replica of that service "
+        f"({', '.join(ROUTABLE)}): round-robin, failing replicas ejected for a while, "
+        "idempotent requests retried once on another replica. API keys (BEM_API_KEYS) and a "
+        "token bucket per client (RATE_LIMIT_RPS, RATE_LIMIT_BURST) apply to every route "
+        "except health."),
+    gateway=True,
 )
+
+
+@service.lifespan
+async def _lifespan(ctx: ServiceContext) -> AsyncIterator[None]:
+    router = ctx.state["router"] = Router(ctx)
+    try:
+        yield
+    finally:
+        await router.close()
+
+
+class _GraphQLRouter(GraphQLRouter):  # type: ignore[type-arg]
+    """Strawberry's router, with its transport errors (bad JSON, too big a batch) in the
+    platform's error shape instead of plain text."""
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        try:
+            return await super().run(request, context=context, root_value=root_value)
+        except TransportError as exc:
+            cls = next((c for c in ERROR_TYPES.values() if c.status == exc.status_code),
+                       BemError)
+            raise cls(f"GraphQL request refused: {exc.reason}") from None
+
+
+@service.setup
+def _setup(app: FastAPI, ctx: ServiceContext) -> None:
+    from bem.services.graphql.schema import MAX_SUBSCRIPTIONS, schema
+
+    install_access(app, ctx)
+    # No GraphiQL page: it loads its scripts from a CDN. Any GraphQL client works, and
+    # introspection is on.
+    app.include_router(_GraphQLRouter(
+        schema, path="/graphql", graphql_ide=None, context_getter=lambda: {"ctx": ctx},
+        max_subscriptions_per_connection=MAX_SUBSCRIPTIONS), tags=["graphql"])
+
+    async def forward(request: Request, service: str, path: str) -> Response:
+        """Forward to a replica of `service` (its own API: see its /docs)."""
+        return await ctx.state["router"].handle(request, service)  # type: ignore[no-any-return]
+
+    app.add_api_route(
+        "/{service}/{path:path}", forward, methods=METHODS, tags=["routing"],
+        response_class=Response, name="route",
+        responses={404: ERROR_RESPONSES[422] | {"description": "unknown service"},
+                   503: ERROR_RESPONSES[503], 504: {"description": "the replica timed out"}})

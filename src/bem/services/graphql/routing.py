@@ -1,0 +1,259 @@
+"""REST routing on the gateway port: `/{service}/{path}` forwarded to a replica of the service.
+
+Where the target runs decides the transport:
+
+- in this process (the `single` topology): through the service's ASGI app with
+  `httpx.ASGITransport`, so nothing crosses a socket;
+- elsewhere: over the runtime's pooled HTTP client to a replica the balancer picks
+  (round-robin over the Redis registry, or the static BACKEND_*_URL address). A replica that
+  fails at the transport level is ejected for a while (passive health checking).
+
+Retries follow the service client's rule: a request that never reached a replica (connection
+refused, connect time-out) is retried on another replica whatever it is; one that may have
+reached it (read time-out, reset, 502/503/504) only when it is idempotent: GET, HEAD,
+OPTIONS, or an operation the target's ServiceSpec marks idempotent. The request body is
+bounded by MAX_BODY_SIZE and kept, so it can be sent twice; small answers are read whole
+before answering (so a replica dying mid-answer is still retried), big ones are streamed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
+
+import httpx
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.background import BackgroundTask
+from starlette.routing import compile_path
+
+from bem.clusters import ALL_SERVICES, GATEWAY_SERVICES
+from bem.errors import BemError, NotFound, ServiceUnavailable, UpstreamTimeout
+from bem.runtime.app import error_response
+from bem.services import spec
+
+if TYPE_CHECKING:
+    from bem.runtime.service import ServiceContext
+
+ROUTABLE: tuple[str, ...] = tuple(s for s in ALL_SERVICES if s not in GATEWAY_SERVICES)
+METHODS = ["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"]
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+RETRY_STATUSES = frozenset({502, 503, 504})
+BUFFER_LIMIT = 1 << 20  # answers up to 1 MB are read whole (retryable); bigger ones stream
+
+# RFC 9110 section 7.6.1: meaningful for one connection only, never forwarded.
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate",
+                        "proxy-authorization", "te", "trailer", "transfer-encoding",
+                        "upgrade", "proxy-connection"})
+GATEWAY_CREDENTIALS = frozenset({"x-api-key", "authorization"})
+
+
+@cache
+def _idempotent_routes(service: str) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    return tuple((op.method, compile_path(op.path)[0])
+                 for op in spec(service).operations.values() if op.idempotent)
+
+
+def is_idempotent(service: str, method: str, path: str) -> bool:
+    """Safe methods, and the operations the target's ServiceSpec marks idempotent."""
+    if method in SAFE_METHODS:
+        return True
+    return any(m == method and rx.match(path) for m, rx in _idempotent_routes(service))
+
+
+def _connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
+    return {token.strip().lower() for name, value in headers if name == "connection"
+            for token in value.split(",")}
+
+
+def request_headers(request: Request, strip_credentials: bool) -> list[tuple[str, str]]:
+    """The client's headers minus hop-by-hop ones (and the gateway's own credentials)."""
+    items = request.headers.items()
+    drop = HOP_BY_HOP | _connection_tokens(items) | {"host", "content-length"}
+    if strip_credentials:
+        drop |= GATEWAY_CREDENTIALS
+    headers = [(k, v) for k, v in items if k not in drop]
+    client = request.client.host if request.client else None
+    if client:
+        forwarded = request.headers.get("x-forwarded-for")
+        headers = [(k, v) for k, v in headers if k != "x-forwarded-for"]
+        headers.append(("x-forwarded-for", f"{forwarded}, {client}" if forwarded else client))
+    headers.append(("x-forwarded-proto", request.url.scheme))
+    return headers
+
+
+def response_headers(response: httpx.Response) -> dict[str, str]:
+    items = response.headers.multi_items()
+    drop = HOP_BY_HOP | _connection_tokens(items)
+    return {k: v for k, v in items if k not in drop}
+
+
+def target_of(request: Request, service: str) -> str:
+    """Path and query to send, still percent-encoded as the client sent them."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    prefix = f"/{service}".encode()
+    path = raw[len(prefix):] if raw.startswith(prefix) else request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    target = (path or b"/").decode("latin-1")
+    return f"{target}?{query.decode('latin-1')}" if query else target
+
+
+@dataclass
+class Outbound:
+    """One request to forward; `body` is kept so that it can be sent to a second replica."""
+
+    service: str
+    method: str
+    target: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    idempotent: bool
+
+
+class Router:
+    """Forwards `/{service}/{path}`; built by the graphql service's lifespan."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.runtime = ctx.runtime
+        self.timeout = ctx.settings.request_timeout
+        self._local: dict[str, httpx.AsyncClient] = {}
+
+    async def close(self) -> None:
+        for client in self._local.values():
+            await client.aclose()
+        self._local.clear()
+
+    async def handle(self, request: Request, service: str) -> Response:
+        if service not in ROUTABLE:
+            return error_response(NotFound(
+                f"no service {service!r} behind the gateway; routable services: "
+                f"{', '.join(ROUTABLE)}", field="service"))
+        target = target_of(request, service)
+        out = Outbound(service=service, method=request.method, target=target,
+                       headers=request_headers(request, bool(self.ctx.settings.api_key_set)),
+                       body=await request.body(),
+                       idempotent=is_idempotent(service, request.method,
+                                                target.split("?", 1)[0]))
+        try:
+            if service in self.runtime.contexts:
+                return await self._local_forward(out)
+            return await self._remote_forward(out)
+        except BemError as exc:
+            return error_response(exc)
+
+    # --- in this process: the target's ASGI app, no socket ----------------------------------
+    def _local_client(self, service: str) -> httpx.AsyncClient:
+        client = self._local.get(service)
+        if client is None:
+            app = self.runtime.contexts[service].app
+            # raise_app_exceptions=False: the target's own 500 answer is forwarded as is.
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            client = self._local[service] = httpx.AsyncClient(
+                transport=transport, base_url=f"http://{service}")
+        return client
+
+    async def _local_forward(self, out: Outbound) -> Response:
+        client = self._local_client(out.service)
+        try:
+            async with asyncio.timeout(self.timeout):
+                answer = await client.request(out.method, out.target, headers=out.headers,
+                                              content=out.body)
+        except TimeoutError:
+            raise UpstreamTimeout(f"{out.service} did not answer {out.method} {out.target} "
+                                  f"within {self.timeout:g} s") from None
+        return Response(answer.content, status_code=answer.status_code,
+                        headers=response_headers(answer))
+
+    # --- elsewhere: a replica over pooled HTTP ----------------------------------------------
+    async def _remote_forward(self, out: Outbound) -> Response:
+        balancer = self.runtime.client.balancer
+        tried: list[str] = []
+        last: _Answer | None = None
+        failure: BemError | None = None
+        for _attempt in range(2):
+            base = await balancer.pick(out.service, exclude=tried)
+            if base in tried:
+                break  # no other replica to try
+            if last is not None:
+                await last.response.aclose()
+                last = None
+            tried.append(base)
+            try:
+                answer = await self._send(base, out)
+            except _NotSent as exc:
+                failure = exc.error
+                continue  # never reached the replica: any request may be retried
+            except BemError as exc:
+                failure = exc
+            else:
+                if answer.response.status_code not in RETRY_STATUSES:
+                    return answer.to_response()
+                last, failure = answer, None
+            if not out.idempotent:
+                break
+        if last is not None:
+            return last.to_response()
+        raise failure or ServiceUnavailable(f"no replica of {out.service} is known")
+
+    async def _send(self, base: str, out: Outbound) -> _Answer:
+        """One attempt on one replica: the answer, its body read whole when small."""
+        http = self.runtime.client.http
+        balancer = self.runtime.client.balancer
+        request = http.build_request(out.method, base + out.target, headers=out.headers,
+                                     content=out.body)
+        try:
+            response = await http.send(request, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            balancer.eject(base, repr(exc))
+            raise _NotSent(ServiceUnavailable(
+                f"{out.service} is unavailable: replica {base} refused the connection "
+                f"({exc!r})", headers={"Retry-After": "1"})) from None
+        except httpx.PoolTimeout:
+            raise ServiceUnavailable(
+                f"gateway has no free connection to {out.service} (CONNECTION_POOL_SIZE)",
+                headers={"Retry-After": "1"}) from None
+        except httpx.TimeoutException:
+            balancer.eject(base, "timeout")
+            raise UpstreamTimeout(f"{out.service} at {base} did not answer {out.method} "
+                                  f"{out.target} within {self.timeout:g} s") from None
+        except httpx.TransportError as exc:
+            balancer.eject(base, repr(exc))
+            raise ServiceUnavailable(f"{out.service} at {base} failed: {exc!r}",
+                                     headers={"Retry-After": "1"}) from None
+        length = response.headers.get("content-length", "")
+        if not (length.isdigit() and int(length) <= BUFFER_LIMIT):
+            return _Answer(response, None)
+        try:  # raw bytes: a content-encoding is passed through untouched
+            return _Answer(response, b"".join([c async for c in response.aiter_raw()]))
+        except httpx.TransportError as exc:
+            await response.aclose()
+            balancer.eject(base, repr(exc))
+            raise ServiceUnavailable(f"{out.service} at {base} broke off its answer: {exc!r}",
+                                     headers={"Retry-After": "1"}) from None
+
+
+class _NotSent(Exception):
+    """The request never reached the replica (so retrying it elsewhere is always safe)."""
+
+    def __init__(self, error: BemError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+@dataclass
+class _Answer:
+    response: httpx.Response
+    body: bytes | None  # None: not read yet, to be streamed to the client
+
+    def to_response(self) -> Response:
+        r = self.response
+        headers = response_headers(r)
+        if self.body is not None:
+            return Response(self.body, status_code=r.status_code, headers=headers)
+        return StreamingResponse(r.aiter_raw(), status_code=r.status_code, headers=headers,
+                                 background=BackgroundTask(r.aclose))

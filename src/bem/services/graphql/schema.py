@@ -1,0 +1,250 @@
+"""The GraphQL schema of the gateway: one schema over the six services.
+
+Resolvers reach the services only through the service client (`calls.call`), so in the
+`single` topology a query never leaves the process, and elsewhere it goes to a healthy
+replica. A service's error becomes a GraphQL error with the service's message and code;
+anything unexpected is masked and logged.
+
+Abuse limits (validation rules, checked before anything runs): operation depth, document
+tokens, aliases, and operations per batched request. Introspection is allowed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+)
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext, Info
+
+from bem.errors import BemError
+from bem.services.graphql.calls import call, call_json, service_context
+from bem.services.graphql.convert import jsonable, without_unset
+from bem.services.graphql.events import (
+    Event,
+    EventInput,
+    Pulse,
+    SubmittedEvents,
+    event_from,
+    pulse_from,
+    submitted_from,
+)
+from bem.services.graphql.health import Health, health_from
+from bem.services.graphql.types import (
+    DEFAULT_METRICS,
+    JSON,
+    Analysis,
+    AnalyzeOptions,
+    Graph,
+    GraphInput,
+    Metric,
+    StoredGraph,
+    analyze,
+    graph_from,
+)
+
+log = logging.getLogger("bem.graphql")
+
+MAX_DEPTH = 10  # nesting of selections (node.successors.successors... is how one goes deep)
+MAX_TOKENS = 2000  # lexical tokens of a document; send big inputs as variables
+MAX_ALIASES = 30  # aliases fan one field out into many backend calls
+MAX_BATCH = 10  # operations in one batched HTTP request
+MAX_SUBSCRIPTIONS = 20  # active subscriptions on one WebSocket connection
+PULSE_TOPIC = "pulses"
+
+
+def _source(graph_id: strawberry.ID | None, graph: GraphInput | None) -> dict[str, Any]:
+    """`graph_id` or an inline `graph`; the service says when neither or both are given."""
+    source: dict[str, Any] = {}
+    if graph_id is not None:
+        source["graph_id"] = str(graph_id)
+    if graph is not None:
+        source["graph"] = without_unset(graph)
+    return source
+
+
+@strawberry.type
+class Query:
+    # --- graph_runtime -----------------------------------------------------------------
+    @strawberry.field(description="A stored graph by id (graph_runtime GET /graphs/{id}).")
+    async def graph(self, info: Info, id: strawberry.ID) -> Graph:
+        return graph_from(await call(info, "graph_runtime", "get_graph", {"graph_id": id}))
+
+    @strawberry.field(description="The sample project V01-V10.")
+    async def sample_graph(self, info: Info) -> Graph:
+        return graph_from(await call(info, "graph_runtime", "sample"))
+
+    @strawberry.field(description="Analyse a stored (`graphId`) or inline (`graph`) graph; "
+                                  "only the requested `metrics` are filled in.")
+    async def analyze(self, info: Info, graph_id: strawberry.ID | None = None,
+                      graph: GraphInput | None = None,
+                      metrics: list[Metric] = DEFAULT_METRICS,  # type: ignore[valid-type]
+                      options: AnalyzeOptions | None = None) -> Analysis:
+        return await analyze(info, _source(graph_id, graph), metrics, options)
+
+    # --- sfde --------------------------------------------------------------------------
+    @strawberry.field(description="The formula catalogue (sfde GET /formulas).")
+    async def formulas(self, info: Info) -> JSON:
+        return await call_json(info, "sfde", "list_formulas")
+
+    @strawberry.field(description="One formula: parameters, units, reference.")
+    async def formula(self, info: Info, name: str) -> JSON:
+        return await call_json(info, "sfde", "get_formula", {"name": name})
+
+    @strawberry.field(description="Evaluate a named formula for one row (`params`) or for "
+                                  "columns of values (`columns`).")
+    async def evaluate(self, info: Info, formula: str, params: JSON | None = None,
+                       columns: JSON | None = None) -> JSON:
+        payload: dict[str, Any] = {"formula": formula}
+        if params is not None:
+            payload["params"] = params
+        if columns is not None:
+            payload["columns"] = columns
+        return await call_json(info, "sfde", "evaluate", payload)
+
+    @strawberry.field(description="Evaluate a safe arithmetic expression over variables.")
+    async def evaluate_expression(self, info: Info, expression: str,
+                                  variables: JSON | None = None) -> JSON:
+        return await call_json(info, "sfde", "evaluate_expression",
+                               {"expression": expression, "variables": variables or {}})
+
+    # --- functor_types -----------------------------------------------------------------
+    @strawberry.field(description="The functor-type registry.")
+    async def functor_types(self, info: Info) -> JSON:
+        return await call_json(info, "functor_types", "list_types")
+
+    @strawberry.field(description="One functor type and its component schema.")
+    async def functor_type(self, info: Info, name: str) -> JSON:
+        return await call_json(info, "functor_types", "get_type", {"name": name})
+
+    @strawberry.field(description="Validate components against their functor types.")
+    async def validate_components(self, info: Info, components: JSON) -> JSON:
+        return await call_json(info, "functor_types", "validate", {"components": components})
+
+    @strawberry.field(description="The affinity matrix between design domains.")
+    async def affinity(self, info: Info) -> JSON:
+        return await call_json(info, "functor_types", "affinity")
+
+    @strawberry.field(description="Phase / functor-type compatibility (the body of "
+                                  "functor_types POST /compatibility).")
+    async def compatibility(self, info: Info, request: JSON) -> JSON:
+        return await call_json(info, "functor_types", "compatibility", request)
+
+    # --- dag_alpha ---------------------------------------------------------------------
+    @strawberry.field(description="Run the alpha phase over a stored or inline graph.")
+    async def dag_run(self, info: Info, graph_id: strawberry.ID | None = None,
+                      graph: GraphInput | None = None) -> JSON:
+        return await call_json(info, "dag_alpha", "run", _source(graph_id, graph))
+
+    # --- optimization ------------------------------------------------------------------
+    @strawberry.field(description="Choose one option per component (optimization POST "
+                                  "/select, a MILP).")
+    async def select_options(self, info: Info, problem: JSON) -> JSON:
+        return await call_json(info, "optimization", "select", problem)
+
+    @strawberry.field(description="Optimise continuous parameters of a formula "
+                                  "(optimization POST /parameters).")
+    async def optimize_parameters(self, info: Info, problem: JSON) -> JSON:
+        return await call_json(info, "optimization", "parameters", problem)
+
+    # --- callback_engine ---------------------------------------------------------------
+    @strawberry.field(description="An accepted event and its processing status.")
+    async def event(self, info: Info, id: strawberry.ID) -> Event:
+        return event_from(await call(info, "callback_engine", "get_event", {"event_id": id}))
+
+    @strawberry.field(description="Event processing counters and lag.")
+    async def event_stats(self, info: Info) -> JSON:
+        return await call_json(info, "callback_engine", "stats")
+
+    # --- the platform ------------------------------------------------------------------
+    @strawberry.field(description="Every cluster and replica with each service's health, "
+                                  "aggregated fail > warn > pass (the dashboard's report).")
+    async def health(self, info: Info) -> Health:
+        return health_from(await call(info, "dashboard", "cluster_health"))
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Store a graph; its id is its content hash.")
+    async def store_graph(self, info: Info, graph: GraphInput) -> StoredGraph:
+        answer = jsonable(await call(info, "graph_runtime", "store_graph",
+                                     without_unset(graph)))
+        return StoredGraph(graph_id=strawberry.ID(answer["graph_id"]), nodes=answer["nodes"],
+                           edges=answer["edges"], created=answer["created"])
+
+    @strawberry.mutation(description="Submit pulse events to the callback engine; each is "
+                                     "accepted once per idempotency key.")
+    async def submit_events(self, info: Info, events: list[EventInput]) -> SubmittedEvents:
+        return submitted_from(await call(info, "callback_engine", "submit_events",
+                                         {"events": without_unset(events)}))
+
+    @strawberry.mutation(description="Run the alpha phase over a stored or inline graph.")
+    async def run_dag(self, info: Info, graph_id: strawberry.ID | None = None,
+                      graph: GraphInput | None = None) -> JSON:
+        return await call_json(info, "dag_alpha", "run", _source(graph_id, graph))
+
+
+def _wanted(message: dict[str, Any], graph_id: strawberry.ID | None, node: str | None,
+            types: list[str] | None) -> bool:
+    return ((graph_id is None or message.get("graph_id") == graph_id)
+            and (node is None or message.get("node") == node)
+            and (types is None or message.get("pulse_type") in types))
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(description="Pulses as the callback engine publishes them, "
+                                         "optionally only those of one graph, node or pulse "
+                                         "type.")
+    async def pulses(self, info: Info, graph_id: strawberry.ID | None = None,
+                     node: str | None = None, types: list[str] | None = None,
+                     ) -> AsyncGenerator[Pulse, None]:
+        # A bounded queue per subscriber: a slow client loses its oldest pulses, it never
+        # holds up the bus or the other subscribers.
+        with service_context(info).runtime.bus.subscribe(PULSE_TOPIC) as sub:
+            async for message in sub:
+                if _wanted(message, graph_id, node, types):
+                    yield pulse_from(message)
+
+
+def _unexpected(error: GraphQLError) -> bool:
+    """Mask errors that are neither GraphQL errors nor a service's answer."""
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError | BemError)
+
+
+class GatewaySchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError],
+                       execution_context: ExecutionContext | None = None) -> None:
+        # A client's mistake (syntax, limits, a 4xx from a service) is the client's news,
+        # not an incident: only failures of the platform reach the log.
+        for error in errors:
+            status = (error.extensions or {}).get("status")
+            if _unexpected(error):
+                log.error("GraphQL resolver failed at %s", error.path,
+                          exc_info=error.original_error)
+            elif isinstance(status, int) and status >= 500:
+                log.warning("GraphQL %s: %s", error.path, error.message)
+
+
+schema = GatewaySchema(
+    query=Query, mutation=Mutation, subscription=Subscription,
+    # snake_case names, as in every other API of the platform: the graph JSON a client sends
+    # to POST /graphs is, unchanged, the `graph` variable of storeGraph.
+    config=StrawberryConfig(auto_camel_case=False,
+                            batching_config={"max_operations": MAX_BATCH}),
+    # Factories, not instances: an extension keeps per-request state, so each request gets
+    # its own (strawberry issue 4369).
+    extensions=[lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+                lambda: MaxTokensLimiter(MAX_TOKENS), lambda: MaxAliasesLimiter(MAX_ALIASES),
+                lambda: MaskErrors(should_mask_error=_unexpected,
+                                   error_message="internal error in the gateway; see its log")])

@@ -1,0 +1,253 @@
+"""GraphQL object types of the gateway and their construction from the services' answers.
+
+What is stable across the platform is typed: the project graph (nodes navigable through
+their edges), graph analyses, ids, statuses, paths and health. Answers whose shape is large
+or still moving (formula catalogues, optimisation reports) are carried whole as `JSON`, next
+to the typed fields picked out of them.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, get_args
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from bem.services.graph_runtime.models import Metric as MetricName
+from bem.services.graphql.calls import call
+from bem.services.graphql.convert import jsonable, without_unset
+
+Metric = strawberry.enum(
+    Enum("Metric", {m: m for m in get_args(MetricName)}),  # type: ignore[misc]
+    description="A graph_runtime analysis (see graph_runtime POST /analyze).")
+DEFAULT_METRICS = [Metric.summary]  # type: ignore[attr-defined]
+
+
+# --- the project graph ---------------------------------------------------------------------
+class GraphIndex:
+    """Nodes by id and adjacency of one graph, so nodes can walk their edges."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, Node] = {}
+        self.succ: dict[str, list[str]] = {}
+        self.pred: dict[str, list[str]] = {}
+
+    def walk(self, ids: list[str]) -> list[Node]:
+        return [self.nodes[i] for i in ids]
+
+
+@strawberry.type(description="A component of a project graph.")
+class Node:
+    id: strawberry.ID
+    phase: str = strawberry.field(description="alpha | beta | gamma")
+    functor: str | None
+    functor_type: str | None
+    callback: str | None = strawberry.field(description="dag | relational | combinatorial")
+    agent: int | None
+    attrs: JSON
+    index: strawberry.Private[GraphIndex]
+
+    @strawberry.field(description="The nodes this one feeds (its out-edges' targets).")
+    def successors(self) -> list[Node]:
+        return self.index.walk(self.index.succ[self.id])
+
+    @strawberry.field(description="The nodes feeding this one (its in-edges' sources).")
+    def predecessors(self) -> list[Node]:
+        return self.index.walk(self.index.pred[self.id])
+
+
+@strawberry.type(description="A directed dependency: `source` feeds `target`.")
+class Edge:
+    source: str
+    target: str
+    kind: str
+    weight: float
+
+
+@strawberry.type(description="A project graph: components are nodes, dependencies edges.")
+class Graph:
+    graph_id: strawberry.ID | None = strawberry.field(
+        description="content hash when the graph is stored; null for an unstored graph")
+    name: str | None
+    nodes: list[Node]
+    edges: list[Edge]
+    agent_coefficients: JSON
+    data: strawberry.Private[dict[str, Any]]
+    index: strawberry.Private[GraphIndex]
+
+    @strawberry.field(description="One node by id (null when absent).")
+    def node(self, id: strawberry.ID) -> Node | None:
+        return self.index.nodes.get(str(id))
+
+    @strawberry.field(description="Analyse this graph (by id when it is stored); only the "
+                                  "requested `metrics` are filled in.")
+    async def analysis(self, info: Info,
+                       metrics: list[Metric] = DEFAULT_METRICS,  # type: ignore[valid-type]
+                       options: AnalyzeOptions | None = None) -> Analysis:
+        source = {"graph_id": str(self.graph_id)} if self.graph_id else {"graph": self.data}
+        return await analyze(info, source, metrics, options)
+
+
+def graph_from(answer: Any) -> Graph:
+    """A Graph from graph_runtime's answer (a stored graph carries its `graph_id`)."""
+    data = jsonable(answer)
+    index = GraphIndex()
+    for n in data["nodes"]:
+        index.nodes[n["id"]] = Node(
+            id=strawberry.ID(n["id"]), phase=n["phase"], functor=n.get("functor"),
+            functor_type=n.get("functor_type"), callback=n.get("callback"),
+            agent=n.get("agent"), attrs=n.get("attrs") or {}, index=index)
+        index.succ[n["id"]], index.pred[n["id"]] = [], []
+    for e in data["edges"]:
+        index.succ[e["source"]].append(e["target"])
+        index.pred[e["target"]].append(e["source"])
+    gid = data.pop("graph_id", None)
+    return Graph(graph_id=strawberry.ID(gid) if gid else None, name=data.get("name"),
+                 nodes=list(index.nodes.values()),
+                 edges=[Edge(source=e["source"], target=e["target"], kind=e["kind"],
+                             weight=e["weight"]) for e in data["edges"]],
+                 agent_coefficients=data.get("agent_coefficients") or {}, data=data,
+                 index=index)
+
+
+@strawberry.input(description="A node of a project graph (graph_runtime's Node).")
+class NodeInput:
+    id: strawberry.ID
+    phase: str | None = strawberry.UNSET
+    functor: str | None = strawberry.UNSET
+    functor_type: str | None = strawberry.UNSET
+    callback: str | None = strawberry.UNSET
+    agent: int | None = strawberry.UNSET
+    attrs: JSON | None = strawberry.UNSET
+
+
+@strawberry.input(description="A directed dependency between two nodes.")
+class EdgeInput:
+    source: str
+    target: str
+    kind: str | None = strawberry.UNSET
+    weight: float | None = strawberry.UNSET
+
+
+@strawberry.input(description="A project graph; validated by graph_runtime (errors name the "
+                              "field, e.g. `edges[0].target`).")
+class GraphInput:
+    name: str | None = strawberry.UNSET
+    nodes: list[NodeInput]
+    edges: list[EdgeInput] | None = strawberry.UNSET
+    agent_coefficients: JSON | None = strawberry.UNSET
+
+
+@strawberry.type(description="The answer to storing a graph.")
+class StoredGraph:
+    graph_id: strawberry.ID
+    nodes: int
+    edges: int
+    created: bool = strawberry.field(description="false when it was already stored")
+
+
+# --- analyses ------------------------------------------------------------------------------
+@strawberry.input(description="Options of an analysis (graph_runtime AnalyzeOptions).")
+class AnalyzeOptions:
+    source: str | None = strawberry.UNSET
+    target: str | None = strawberry.UNSET
+    top_k: int | None = strawberry.UNSET
+    pagerank_alpha: float | None = strawberry.UNSET
+
+
+@strawberry.type
+class Summary:
+    nodes: int
+    edges: int
+    density: float
+    is_dag: bool
+    self_loops: int
+    sources: list[str]
+    sinks: list[str]
+    phases: JSON = strawberry.field(description="node count per phase")
+
+
+@strawberry.type
+class Components:
+    weak: list[list[str]]
+    strong: list[list[str]]
+    weak_count: int
+    strong_count: int
+
+
+@strawberry.type
+class DagCheck:
+    is_dag: bool
+    cycle: list[str] | None = strawberry.field(description="a witness cycle [a, ..., a]")
+
+
+@strawberry.type(description="A path through the graph and its total edge weight.")
+class Path:
+    path: list[str] | None = strawberry.field(description="null when there is no path")
+    length: float | None
+    source: str | None = None
+    target: str | None = None
+
+
+@strawberry.type(description="A node and its score in a centrality, highest first.")
+class NodeScore:
+    node: str
+    score: float
+
+
+@strawberry.type(description="The requested metrics of a graph; the others are null.")
+class Analysis:
+    graph_id: strawberry.ID
+    summary: Summary | None
+    components: Components | None
+    dag: DagCheck | None
+    topological_order: list[str] | None
+    levels: list[list[str]] | None
+    critical_path: Path | None = strawberry.field(description="longest weighted path")
+    shortest_path: Path | None
+    degree_centrality: list[NodeScore] | None
+    betweenness: list[NodeScore] | None
+    closeness: list[NodeScore] | None
+    pagerank: list[NodeScore] | None
+    communities: list[list[str]] | None
+    results: JSON = strawberry.field(description="the analysis as graph_runtime answers it")
+
+
+def _scores(values: dict[str, float] | None) -> list[NodeScore] | None:
+    if values is None:
+        return None
+    ranked = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [NodeScore(node=n, score=s) for n, s in ranked]
+
+
+def _maybe(cls: type, value: dict[str, Any] | None) -> Any:
+    """The typed view of one metric: its known fields (absent ones null, new ones skipped)."""
+    if value is None:
+        return None
+    return cls(**{name: value.get(name) for name in cls.__dataclass_fields__})  # type: ignore[attr-defined]
+
+
+def analysis_from(answer: Any) -> Analysis:
+    data = jsonable(answer, exclude_none=True)
+    r = data["results"]
+    return Analysis(
+        graph_id=strawberry.ID(data["graph_id"]), summary=_maybe(Summary, r.get("summary")),
+        components=_maybe(Components, r.get("components")),
+        dag=_maybe(DagCheck, r.get("dag")),
+        topological_order=r.get("topological_order"), levels=r.get("levels"),
+        critical_path=_maybe(Path, r.get("critical_path")),
+        shortest_path=_maybe(Path, r.get("shortest_path")),
+        degree_centrality=_scores(r.get("degree_centrality")),
+        betweenness=_scores(r.get("betweenness")), closeness=_scores(r.get("closeness")),
+        pagerank=_scores(r.get("pagerank")), communities=r.get("communities"), results=r)
+
+
+async def analyze(info: Info, source: dict[str, Any], metrics: list[Any],
+                  options: AnalyzeOptions | None) -> Analysis:
+    """graph_runtime's analysis of `source` ({graph_id} or {graph})."""
+    payload = {**source, "metrics": [m.value for m in metrics]}
+    if options is not None:
+        payload["options"] = without_unset(options)
+    return analysis_from(await call(info, "graph_runtime", "analyze", payload))
