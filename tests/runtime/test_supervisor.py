@@ -33,8 +33,8 @@ def in_flight(metrics: str, service: str) -> float:
 
 async def test_sigterm_drains_in_flight_requests_then_exits_0() -> None:
     plan = port_plan()
-    proc = ClusterProcess("graph_runtime", base_env(plan, workers=2, pool_threshold=100),
-                          plan).start().wait_ready()
+    env = base_env(plan, workers=2, pool_threshold=100, grace_period=120)
+    proc = ClusterProcess("graph_runtime", env, plan).start().wait_ready()
     url = proc.url("graph_runtime")
     try:
         async with httpx.AsyncClient(base_url=url, timeout=60) as http:
@@ -52,6 +52,25 @@ async def test_sigterm_drains_in_flight_requests_then_exits_0() -> None:
             async with httpx.AsyncClient() as http:
                 await http.get(url + "/health/live")
         assert "stopped in" in proc.output()
+    finally:
+        proc.cleanup()
+
+
+async def test_requests_cut_by_the_grace_period_get_503() -> None:
+    plan = port_plan()
+    env = base_env(plan, workers=1, pool_threshold=100, grace_period=0)
+    proc = ClusterProcess("graph_runtime", env, plan).start().wait_ready()
+    try:
+        async with httpx.AsyncClient(base_url=proc.url("graph_runtime"), timeout=60) as http:
+            job = asyncio.create_task(http.post("/analyze", json={
+                "graph": big_graph(0, n=800, m=4000), "metrics": ["betweenness"]}))
+            while in_flight((await http.get("/metrics")).text, "graph_runtime") < 2:
+                await asyncio.sleep(0.02)
+            proc.signal(signal.SIGTERM)
+            answer = await job
+        assert answer.status_code == 503, answer.text
+        assert "GRACE_PERIOD" in answer.json()["message"] and answer.headers["retry-after"]
+        assert await asyncio.to_thread(proc.wait, 30) == 0
     finally:
         proc.cleanup()
 

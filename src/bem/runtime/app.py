@@ -7,6 +7,7 @@ one error shape (`ErrorBody`) for every 4xx/5xx, and a request body limit (413).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, MutableMapping
@@ -72,6 +73,45 @@ class BodyLimitMiddleware:
             await self.app(scope, counting_receive, send)
         except _BodyTooLarge:
             await _too_large(self.limit, send)
+
+
+class GraceExpiredMiddleware:
+    """Answer 503 to a request cut short by shutdown, instead of uvicorn's bare 500.
+
+    After GRACE_PERIOD uvicorn cancels the requests still running. One that has not started
+    its response gets a 503 with Retry-After (another replica can take it), and the
+    cancellation ends here: this is the outermost frame of the request task, which is
+    exactly what the cancellation was meant to stop.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: MutableMapping[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            body = orjson.dumps({"error": "service_unavailable",
+                                 "message": "the service shut down before this request "
+                                            "completed (GRACE_PERIOD); retry on another "
+                                            "replica"})
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode()),
+                                    (b"retry-after", b"1"), (b"connection", b"close")]})
+            await send({"type": "http.response.body", "body": body})
 
 
 class _BodyTooLarge(StarletteHTTPException):
@@ -224,5 +264,6 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     for setup in spec.setups:
         setup(app, ctx)
     app.add_middleware(BodyLimitMiddleware, limit=ctx.settings.max_body_size)
+    app.add_middleware(GraceExpiredMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=ctx.runtime.metrics, service=spec.name)
     return app

@@ -42,19 +42,13 @@ class ServiceClient:
             timeout=httpx.Timeout(settings.request_timeout, connect=2.0),
         )
         self.balancer = Balancer(registry)
-        self._counters: dict[tuple[str, ...], Any] = {}
+        self._calls = runtime.metrics.calls
 
     async def close(self) -> None:
         await self.http.aclose()
 
     def _count(self, caller: str, op: Operation, transport: str, outcome: str) -> None:
-        key = (caller, op.service, op.name, transport, outcome)
-        counter = self._counters.get(key)
-        if counter is None:
-            m = self.runtime.metrics
-            counter = self._counters[key] = m.calls.labels(caller, m.cluster, op.service,
-                                                           op.name, transport, outcome)
-        counter.inc()
+        self._calls[caller, op.service, op.name, transport, outcome] += 1
 
     async def call(self, service: str, operation: str, payload: Any = None, *,
                    caller: str = "client") -> Any:

@@ -25,7 +25,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
@@ -90,6 +90,7 @@ class Operation:
     param_adapters: Mapping[str, TypeAdapter[Any]]
     response: TypeAdapter[Any]
     idempotent: bool
+    str_params: frozenset[str] = frozenset()
     summary: str = ""
 
     @classmethod
@@ -103,7 +104,7 @@ class Operation:
         adapters: dict[str, TypeAdapter[Any]] = {}
         for name in inspect.signature(fn).parameters:
             hint = hints.get(name)
-            if _is_context(hint):
+            if _is_context(hint) or _is_response(hint):
                 continue
             if inspect.isclass(hint) and issubclass(hint, BaseModel):
                 body_param, body_model = name, hint
@@ -114,6 +115,7 @@ class Operation:
                    body_param=body_param, body_model=body_model,
                    path_params=tuple(path_params), query_params=tuple(query_params),
                    param_adapters=adapters, response=TypeAdapter(hints.get("return", Any)),
+                   str_params=frozenset(n for n in adapters if hints.get(n) is str),
                    idempotent=idempotent,
                    summary=(inspect.getdoc(fn) or "").split("\n", 1)[0])
 
@@ -130,7 +132,10 @@ class Operation:
         try:
             for name in (*self.path_params, *self.query_params):
                 if name in data:
-                    kwargs[name] = self.param_adapters[name].validate_python(data.pop(name))
+                    value = data.pop(name)
+                    # A str for a str parameter needs no adapter: the hot path of most calls.
+                    kwargs[name] = value if type(value) is str and name in self.str_params \
+                        else self.param_adapters[name].validate_python(value)
             if self.body_model is not None and self.body_param is not None:
                 kwargs[self.body_param] = self.body_model.model_validate(data)
         except PydanticValidationError as exc:
@@ -150,6 +155,12 @@ class Operation:
 
 def _is_context(hint: Any) -> bool:
     return typing.get_origin(hint) is Annotated and typing.get_args(hint)[0] is ServiceContext
+
+
+def _is_response(hint: Any) -> bool:
+    """A `Response` parameter is FastAPI's way to set a status or header from the operation
+    (the dashboard answers 503 on fail); in-process calls leave it at its default, None."""
+    return inspect.isclass(hint) and issubclass(hint, Response)
 
 
 def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
