@@ -190,3 +190,41 @@ async def test_batching_is_bounded(http: httpx.AsyncClient) -> None:
     malformed = await http.post("/graphql", content=b"{nope",
                                 headers={"content-type": "application/json"})
     assert malformed.status_code == 400 and "JSON" in malformed.json()["message"]
+
+
+async def test_formulas_and_their_evaluation(http: httpx.AsyncClient) -> None:
+    data = await gql(http, """{
+        formulas { name domain parameters { name unit min max default } outputs { name unit } }
+        formula(name: "simple_beam_udl") { name reference parameters { name unit } }
+        one: evaluate(formula: "simple_beam_udl", params: {w: 10, L: 6}) {
+          formula rows outputs { name value values } }
+        many: evaluate(formula: "simple_beam_udl", columns: {w: [10, 12.5], L: [6, 4]}) {
+          rows outputs { name values } }
+        evaluate_expression(expression: "w * L**2 / 8", variables: {w: 10, L: [4, 6]}) {
+          value values }
+    }""")
+    names = {f["name"] for f in data["formulas"]}
+    assert {"simple_beam_udl", "euler_buckling", "npv_annuity"} <= names
+    assert {p["name"] for p in data["formula"]["parameters"]} == {"w", "L"}
+    # simply supported beam under a uniform load: M = w L^2 / 8, V = w L / 2
+    one = {o["name"]: o for o in data["one"]["outputs"]}
+    assert data["one"]["rows"] is None
+    assert one["max_moment"]["value"] == pytest.approx(10 * 6**2 / 8)
+    assert one["max_shear"]["value"] == pytest.approx(10 * 6 / 2)
+    many = {o["name"]: o["values"] for o in data["many"]["outputs"]}
+    assert data["many"]["rows"] == 2
+    assert many["max_moment"] == pytest.approx([45.0, 12.5 * 16 / 8])
+    assert data["evaluate_expression"] == {"value": None, "values": [20.0, 45.0]}
+
+
+async def test_formula_errors_name_the_field(http: httpx.AsyncClient) -> None:
+    body = await gql(http, '{ formula(name: "perpetuum") { name } }', expect_errors=True)
+    ext = body["errors"][0]["extensions"]
+    assert (ext["service"], ext["status"], ext["field"]) == ("sfde", 404, "name")
+    body = await gql(http, '{ evaluate(formula: "simple_beam_udl", params: {w: -1, L: 6}) '
+                           '{ rows } }', expect_errors=True)
+    assert body["errors"][0]["extensions"]["status"] == 422
+    assert "params.w" in body["errors"][0]["message"]
+    body = await gql(http, '{ evaluate_expression(expression: "__import__(1)") { value } }',
+                     expect_errors=True)
+    assert body["errors"][0]["extensions"]["status"] in (400, 422)

@@ -26,3 +26,11 @@ def without_unset(value: Any) -> Any:
         return value
     return {name: without_unset(getattr(value, name)) for name in fields
             if getattr(value, name) is not strawberry.UNSET}
+
+
+def pick(cls: Any, data: dict[str, Any] | None) -> Any:
+    """A GraphQL object from a service's answer: its known fields (absent ones null, new
+    ones left to the JSON views), or None for no data."""
+    if data is None:
+        return None
+    return cls(**{name: data.get(name) for name in cls.__dataclass_fields__})

@@ -28,7 +28,7 @@ from strawberry.types import ExecutionContext, Info
 
 from bem.errors import BemError
 from bem.services.graphql.calls import call, call_json, service_context
-from bem.services.graphql.convert import jsonable, without_unset
+from bem.services.graphql.convert import jsonable, pick, without_unset
 from bem.services.graphql.events import (
     Event,
     EventInput,
@@ -37,6 +37,14 @@ from bem.services.graphql.events import (
     event_from,
     pulse_from,
     submitted_from,
+)
+from bem.services.graphql.formulas import (
+    Evaluation,
+    ExpressionValue,
+    Formula,
+    evaluation_from,
+    formula_from,
+    formulas_from,
 )
 from bem.services.graphql.health import Health, health_from
 from bem.services.graphql.types import (
@@ -93,29 +101,32 @@ class Query:
 
     # --- sfde --------------------------------------------------------------------------
     @strawberry.field(description="The formula catalogue (sfde GET /formulas).")
-    async def formulas(self, info: Info) -> JSON:
-        return await call_json(info, "sfde", "list_formulas")
+    async def formulas(self, info: Info) -> list[Formula]:
+        return formulas_from(await call(info, "sfde", "list_formulas"))
 
-    @strawberry.field(description="One formula: parameters, units, reference.")
-    async def formula(self, info: Info, name: str) -> JSON:
-        return await call_json(info, "sfde", "get_formula", {"name": name})
+    @strawberry.field(description="One formula: parameters, units, outputs, reference.")
+    async def formula(self, info: Info, name: str) -> Formula:
+        return formula_from(await call_json(info, "sfde", "get_formula", {"name": name}))
 
-    @strawberry.field(description="Evaluate a named formula for one row (`params`) or for "
-                                  "columns of values (`columns`).")
+    @strawberry.field(description="Evaluate a named formula for one row (`params`: a number "
+                                  "per parameter) or for columns (`columns`: an array per "
+                                  "parameter).")
     async def evaluate(self, info: Info, formula: str, params: JSON | None = None,
-                       columns: JSON | None = None) -> JSON:
+                       columns: JSON | None = None) -> Evaluation:
         payload: dict[str, Any] = {"formula": formula}
         if params is not None:
             payload["params"] = params
         if columns is not None:
             payload["columns"] = columns
-        return await call_json(info, "sfde", "evaluate", payload)
+        return evaluation_from(await call(info, "sfde", "evaluate", payload))
 
-    @strawberry.field(description="Evaluate a safe arithmetic expression over variables.")
+    @strawberry.field(description="Evaluate a safe arithmetic expression over variables "
+                                  "(numbers, or arrays evaluated element-wise).")
     async def evaluate_expression(self, info: Info, expression: str,
-                                  variables: JSON | None = None) -> JSON:
-        return await call_json(info, "sfde", "evaluate_expression",
-                               {"expression": expression, "variables": variables or {}})
+                                  variables: JSON | None = None) -> ExpressionValue:
+        answer = await call_json(info, "sfde", "evaluate_expression",
+                                 {"expression": expression, "variables": variables or {}})
+        return pick(ExpressionValue, answer)  # type: ignore[no-any-return]
 
     # --- functor_types -----------------------------------------------------------------
     @strawberry.field(description="The functor-type registry.")

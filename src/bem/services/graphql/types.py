@@ -17,7 +17,7 @@ from strawberry.types import Info
 
 from bem.services.graph_runtime.models import Metric as MetricName
 from bem.services.graphql.calls import call
-from bem.services.graphql.convert import jsonable, without_unset
+from bem.services.graphql.convert import jsonable, pick, without_unset
 
 Metric = strawberry.enum(
     Enum("Metric", {m: m for m in get_args(MetricName)}),  # type: ignore[misc]
@@ -222,23 +222,16 @@ def _scores(values: dict[str, float] | None) -> list[NodeScore] | None:
     return [NodeScore(node=n, score=s) for n, s in ranked]
 
 
-def _maybe(cls: type, value: dict[str, Any] | None) -> Any:
-    """The typed view of one metric: its known fields (absent ones null, new ones skipped)."""
-    if value is None:
-        return None
-    return cls(**{name: value.get(name) for name in cls.__dataclass_fields__})  # type: ignore[attr-defined]
-
-
 def analysis_from(answer: Any) -> Analysis:
     data = jsonable(answer, exclude_none=True)
     r = data["results"]
     return Analysis(
-        graph_id=strawberry.ID(data["graph_id"]), summary=_maybe(Summary, r.get("summary")),
-        components=_maybe(Components, r.get("components")),
-        dag=_maybe(DagCheck, r.get("dag")),
+        graph_id=strawberry.ID(data["graph_id"]), summary=pick(Summary, r.get("summary")),
+        components=pick(Components, r.get("components")),
+        dag=pick(DagCheck, r.get("dag")),
         topological_order=r.get("topological_order"), levels=r.get("levels"),
-        critical_path=_maybe(Path, r.get("critical_path")),
-        shortest_path=_maybe(Path, r.get("shortest_path")),
+        critical_path=pick(Path, r.get("critical_path")),
+        shortest_path=pick(Path, r.get("shortest_path")),
         degree_centrality=_scores(r.get("degree_centrality")),
         betweenness=_scores(r.get("betweenness")), closeness=_scores(r.get("closeness")),
         pagerank=_scores(r.get("pagerank")), communities=r.get("communities"), results=r)
