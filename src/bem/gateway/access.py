@@ -3,7 +3,8 @@
 API keys (BEM_API_KEYS, comma-separated): when set, every request to a gateway port needs a
 valid key (header `X-API-Key`, `Authorization: Bearer <key>`, or `?api_key=` for browser
 WebSockets, which cannot set headers), health endpoints excepted. Keys are compared in
-constant time against every configured key.
+constant time against every configured key. A request without a valid key still spends a
+token of its address's bucket, so guessing keys is rate-limited.
 
 Rate limiting: a token bucket per client (by API key, else by address) refilled at
 RATE_LIMIT_RPS up to RATE_LIMIT_BURST. Over the limit: 429 with `Retry-After` and the
@@ -13,6 +14,7 @@ which every limited answer also carries.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import math
 import time
@@ -69,15 +71,25 @@ def _key_from(scope: MutableMapping[str, Any]) -> str | None:
     return keys[0] if keys else None
 
 
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
 def key_is_valid(candidate: str | None, keys: frozenset[str]) -> bool:
-    """Constant time in the candidate's content: every configured key is compared."""
+    """Constant time in the candidate's content and length: fixed-size digests are compared,
+    against every configured key."""
     if candidate is None:
         return False
-    given = candidate.encode()
+    given = _digest(candidate)
     matched = False
     for key in keys:
-        matched |= hmac.compare_digest(given, key.encode())
+        matched |= hmac.compare_digest(given, _digest(key))
     return matched
+
+
+def is_exempt(path: str) -> bool:
+    """Health endpoints (`/health`, `/health/...`, `/cluster-health...`), nothing else."""
+    return any(path == p or path.startswith(p + "/") for p in EXEMPT_PREFIXES)
 
 
 class AccessMiddleware:
@@ -89,26 +101,22 @@ class AccessMiddleware:
         self.buckets = buckets
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] not in ("http", "websocket") or \
-                scope["path"].startswith(EXEMPT_PREFIXES):
+        if scope["type"] not in ("http", "websocket") or is_exempt(scope["path"]):
             await self.app(scope, receive, send)
             return
         key = _key_from(scope)
+        address = f"addr:{(scope.get('client') or ('?',))[0]}"
         if self.keys and not key_is_valid(key, self.keys):
-            message = "missing API key" if key is None else "invalid API key"
-            await _deny(scope, send, 401, "unauthorized",
-                        f"{message}: send X-API-Key or Authorization: Bearer",
-                        [(b"www-authenticate", b'Bearer realm="bem"')])
+            # Charged to the address: guessing keys is rate-limited like any other request.
+            limit_headers = await self._limit(scope, send, address)
+            if limit_headers is not None:
+                message = "missing API key" if key is None else "invalid API key"
+                await _deny(scope, send, 401, "unauthorized",
+                            f"{message}: send X-API-Key or Authorization: Bearer",
+                            [(b"www-authenticate", b'Bearer realm="bem"'), *limit_headers])
             return
-        client = f"key:{key}" if self.keys and key else f"addr:{(scope.get('client') or ('?',))[0]}"
-        allowed, remaining, wait = self.buckets.take(client)
-        limit_headers = self.buckets.headers(remaining, wait)
-        if not allowed:
-            retry = str(max(1, math.ceil(wait))).encode()
-            await _deny(scope, send, 429, "rate_limited",
-                        f"rate limit of {self.buckets.rate:g} requests/s (burst "
-                        f"{self.buckets.burst}) exceeded; retry in {retry.decode()} s",
-                        [(b"retry-after", retry), *limit_headers])
+        limit_headers = await self._limit(scope, send, f"key:{key}" if self.keys else address)
+        if limit_headers is None:
             return
         if scope["type"] == "websocket":
             await self.app(scope, receive, send)
@@ -120,6 +128,20 @@ class AccessMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    async def _limit(self, scope: MutableMapping[str, Any], send: Any, client: str
+                     ) -> list[tuple[bytes, bytes]] | None:
+        """Take a token: the limit headers to add, or None once a 429 has been sent."""
+        allowed, remaining, wait = self.buckets.take(client)
+        limit_headers = self.buckets.headers(remaining, wait)
+        if allowed:
+            return limit_headers
+        retry = str(max(1, math.ceil(wait))).encode()
+        await _deny(scope, send, 429, "rate_limited",
+                    f"rate limit of {self.buckets.rate:g} requests/s (burst "
+                    f"{self.buckets.burst}) exceeded; retry in {retry.decode()} s",
+                    [(b"retry-after", retry), *limit_headers])
+        return None
 
 
 async def _deny(scope: MutableMapping[str, Any], send: Any, status: int, code: str,
