@@ -196,7 +196,11 @@ def _install_common_routes(app: FastAPI, ctx: ServiceContext) -> None:
         return health_response({"status": "pass" if ok else "fail", "serviceId": ctx.name,
                                 "output": output})
 
-    @app.get("/cluster-health", tags=["health"], response_class=Response, responses=health_doc)
+    # A service may replace this route (its own is matched first); then only its own is documented.
+    replaced = any(getattr(r, "path", None) == "/cluster-health" for r in ctx.spec.router.routes)
+
+    @app.get("/cluster-health", tags=["health"], response_class=Response, responses=health_doc,
+             include_in_schema=not replaced)
     async def cluster() -> Response:
         """Health of the whole process: every member service, pool, cache and Redis."""
         return health_response(cluster_health(ctx.runtime))
