@@ -1,11 +1,114 @@
-"""dashboard: hosted with health, metrics and OpenAPI; operations land with its issue."""
+"""dashboard (8080): platform-wide health (JSON) and the HTML health page.
+
+`GET /cluster-health` replaces, on this port, the per-process report every other port
+serves: here it is every cluster and replica the dashboard can find (see collect.py). The
+per-process report of the dashboard's own process stays available at
+`/cluster-health/local`.
+"""
 
 from __future__ import annotations
 
-from bem.runtime.service import ServiceSpec
+import base64
+import hashlib
+from functools import cache
+from importlib import resources
+
+from fastapi import FastAPI, Response
+from fastapi.responses import HTMLResponse
+
+from bem.errors import NotFound
+from bem.gateway.access import install_access
+from bem.runtime.health import cluster_health as process_health
+from bem.runtime.health import health_response
+from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
+from bem.services.dashboard.collect import collector
+from bem.services.dashboard.models import ClusterReport, PlatformHealth
 
 service = ServiceSpec(
     name="dashboard",
     title="BEM health dashboard",
-    description="Placeholder until the service's own issue lands.",
+    description=(
+        "Health of the whole platform: every cluster and replica, found in the Redis replica "
+        "registry (or at the static BACKEND_* addresses without Redis), each service's "
+        "health aggregated fail > warn > pass (an unreachable replica is fail), and an HTML "
+        "page at `/` that shows clusters, replicas, status and key metrics, refreshing "
+        "itself."),
+    gateway=True,
 )
+
+_HEALTH_DOC = {503: {"model": PlatformHealth, "description": "some cluster fails"}}
+
+
+def _status(response: Response | None, status: str) -> None:
+    if response is not None:
+        response.headers["Cache-Control"] = "no-store"
+        if status == "fail":
+            response.status_code = 503
+
+
+@service.operation("GET", "/cluster-health", tags=["health"], exclude_none=True,
+                   responses=_HEALTH_DOC)
+async def cluster_health(ctx: Ctx, response: Response = None) -> PlatformHealth:  # type: ignore[assignment]
+    """Every cluster and replica with each service's health; 503 when anything fails."""
+    report = await collector(ctx.runtime).collect()
+    _status(response, report["status"])
+    return PlatformHealth.model_validate(report)
+
+
+@service.operation("GET", "/clusters/{name}/health", tags=["health"], exclude_none=True,
+                   responses=_HEALTH_DOC)
+async def cluster_detail(name: str, ctx: Ctx,
+                         response: Response = None) -> ClusterReport:  # type: ignore[assignment]
+    """One cluster's replicas and services; 404 names the clusters that exist."""
+    report = await collector(ctx.runtime).collect()
+    found = report["clusters"].get(name)
+    if found is None:
+        known = ", ".join(report["clusters"]) or "none"
+        raise NotFound(f"name: no cluster {name!r} (known: {known})", field="name")
+    _status(response, found["status"])
+    return ClusterReport(name=name, checked_at=report["checked_at"], **found)
+
+
+@service.operation("GET", "/overview", exclude_none=True)
+async def overview(ctx: Ctx) -> PlatformHealth:
+    """The page's data: the platform report plus each replica's key metrics (always 200)."""
+    return PlatformHealth.model_validate(await collector(ctx.runtime).collect(
+        with_metrics=True))
+
+
+@cache
+def _page() -> tuple[str, str]:
+    """The page with its CSS and JS inlined (one request, nothing off-site) and the CSP that
+    allows exactly those two inline blocks."""
+    static = resources.files(__package__).joinpath("static")
+    css = static.joinpath("dashboard.css").read_text()
+    js = static.joinpath("dashboard.js").read_text()
+    html = (static.joinpath("index.html").read_text()
+            .replace("/*STYLE*/", css).replace("/*SCRIPT*/", js))
+
+    def digest(text: str) -> str:
+        return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() \
+            + "'"
+
+    csp = (f"default-src 'none'; style-src {digest(css)}; script-src {digest(js)}; "
+           "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+           "frame-ancestors 'none'")
+    return html, csp
+
+
+@service.setup
+def _setup(app: FastAPI, ctx: ServiceContext) -> None:
+    install_access(app, ctx)
+
+    @app.get("/", response_class=HTMLResponse, tags=["page"])
+    async def page() -> HTMLResponse:
+        """The health page (self-contained: inline CSS and JS, same-origin requests only)."""
+        html, csp = _page()
+        return HTMLResponse(html, headers={"Content-Security-Policy": csp,
+                                           "Cache-Control": "no-store",
+                                           "X-Content-Type-Options": "nosniff"})
+
+    @app.get("/cluster-health/local", tags=["health"], response_class=Response)
+    async def local() -> Response:
+        """This process's own report (what /cluster-health means on every other port)."""
+        return health_response(process_health(ctx.runtime))

@@ -1,0 +1,65 @@
+"""Key figures from real Prometheus text produced by the runtime's own Metrics registry."""
+
+from __future__ import annotations
+
+import pytest
+
+from bem.runtime.metrics import SHARED, Metrics
+from bem.services.dashboard.metrics_summary import RateTracker, parse_totals, quantile
+
+
+def traffic(m: Metrics, requests: int, latency: float) -> None:
+    for _ in range(requests):
+        m.requests.labels("sfde", "compute", "POST", "/evaluate", "200").inc()
+        m.latency.labels("sfde", "compute", "POST", "/evaluate").observe(latency)
+    # probes: never counted as traffic
+    m.requests.labels("sfde", "compute", "GET", "/metrics", "200").inc(1000)
+    m.latency.labels("sfde", "compute", "GET", "/metrics").observe(9.0)
+
+
+def test_quantile_interpolates_inside_the_bucket() -> None:
+    # 100 observations: 50 in (0, 0.1], 50 in (0.1, 0.2]. p95 is rank 95: 45/50 of the way
+    # through the second bucket -> 0.1 + 0.1 * 0.9 = 0.19.
+    assert quantile(0.95, [(0.1, 50), (0.2, 100), (float("inf"), 100)]) == pytest.approx(0.19)
+    assert quantile(0.5, [(0.1, 50), (0.2, 100), (float("inf"), 100)]) == pytest.approx(0.1)
+    # everything above the last finite bound: that bound is the answer (as Prometheus does)
+    assert quantile(0.95, [(0.1, 0), (float("inf"), 10)]) == 0.1
+    assert quantile(0.95, [(0.1, 0), (float("inf"), 0)]) is None
+
+
+def test_rates_over_the_window_exclude_probes() -> None:
+    m = Metrics("compute")
+    traffic(m, 10, 0.004)
+    m.requests.labels("sfde", "compute", "POST", "/evaluate", "500").inc(2)
+    m.cache_requests.labels(SHARED, "compute", "l1", "hit").inc(3)
+    m.cache_requests.labels(SHARED, "compute", "l1", "miss").inc(1)
+    m.pool_workers.labels(SHARED, "compute").set(2)
+    m.calls["dag_alpha", "sfde", "evaluate", "inprocess", "ok"] += 8
+    tracker = RateTracker(window=10.0)
+
+    # First scrape: everything since the process started (uptime 4 s ago).
+    first = tracker.summarise("i1", parse_totals(m.render().decode()), uptime=4.0, now=100.0)
+    assert first["window_s"] == 4.0
+    sfde = first["services"]["sfde"]
+    assert sfde["requests_per_s"] == pytest.approx(12 / 4)  # 10 ok + 2 errors, probes out
+    assert sfde["errors_per_s"] == pytest.approx(2 / 4)
+    assert sfde["latency_mean_ms"] == pytest.approx(4.0)
+    assert 2.5 < sfde["latency_p95_ms"] <= 5.0  # inside the (2.5 ms, 5 ms] bucket
+    assert first["cache"]["l1_hit_ratio"] == 0.75 and first["pool"]["workers"] == 2
+    assert first["calls_per_s"] == {"inprocess": 2.0, "http": 0.0}
+
+    # Two seconds later, 20 slower requests: the window starts at the first scrape.
+    traffic(m, 20, 0.04)
+    second = tracker.summarise("i1", parse_totals(m.render().decode()), uptime=6.0, now=102.0)
+    assert second["window_s"] == 2.0
+    assert second["total"]["requests_per_s"] == pytest.approx(20 / 2)
+    assert second["total"]["latency_mean_ms"] == pytest.approx(40.0)
+    assert second["cache"]["l1_hit_ratio"] is None  # no lookups in this window
+
+    # Once a scrape is WINDOW old it becomes the baseline; older ones are forgotten.
+    third = tracker.summarise("i1", parse_totals(m.render().decode()), uptime=18.0, now=114.0)
+    assert third["window_s"] == 12.0 and third["total"]["requests_per_s"] == 0.0
+    assert third["total"]["latency_p95_ms"] is None
+    tracker.forget_except(set())
+    assert tracker.summarise("i1", parse_totals(m.render().decode()), uptime=20.0,
+                             now=116.0)["window_s"] == 20.0
