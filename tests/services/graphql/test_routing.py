@@ -1,0 +1,162 @@
+"""The gateway in front of separate compute and logic processes sharing a real Redis:
+REST routing `/{service}/{path}` and GraphQL resolvers over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.requests import Request
+
+from bem.services.graphql.routing import is_idempotent, request_headers, response_headers
+from tests.support import Topology, redis_server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def topo() -> Iterator[Topology]:
+    with redis_server() as redis, \
+            Topology(["compute", "logic", "gateway"], redis_url=redis.url) as topology:
+        yield topology
+
+
+@pytest.fixture
+def gateway(topo: Topology) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=topo.url("graphql"), timeout=20) as http:
+        yield http
+
+
+def gql(http: httpx.Client, query: str, variables: dict[str, Any] | None = None) -> Any:
+    answer = http.post("/graphql", json={"query": query, "variables": variables or {}})
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def calls_over_http(http: httpx.Client) -> dict[str, float]:
+    """target service -> calls the gateway process made to it over HTTP (from /metrics)."""
+    found: dict[str, float] = {}
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith("bem_service_calls_total{") and 'transport="http"' in line:
+            target = line.split('target="', 1)[1].split('"', 1)[0]
+            found[target] = found.get(target, 0.0) + float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def test_rest_routes_to_the_backends(gateway: httpx.Client, topo: Topology,
+                                     sample: dict[str, Any]) -> None:
+    direct = httpx.get(topo.url("graph_runtime") + "/sample").json()
+    assert gateway.get("/graph_runtime/sample").json() == direct
+
+    stored = gateway.post("/graph_runtime/graphs", json=sample)
+    assert stored.status_code == 201, stored.text
+    gid = stored.json()["graph_id"]
+    fetched = gateway.get(f"/graph_runtime/graphs/{gid}")
+    assert fetched.status_code == 200 and fetched.json()["graph_id"] == gid
+    assert fetched.headers["content-type"] == "application/json"
+    assert "ratelimit" in fetched.headers  # the gateway's own headers are added
+
+    answer = gateway.post("/sfde/evaluate", json={"formula": "simple_beam_udl",
+                                                  "params": {"w": 10, "L": 6}})
+    assert answer.status_code == 200 and answer.json()["outputs"]["max_moment"] == 45.0
+    # The path goes on percent-encoded as sent: the backend decodes it itself.
+    missing = gateway.get("/sfde/formulas/no%20such%3F")
+    assert missing.status_code == 404 and "'no such?'" in missing.json()["message"]
+
+
+def test_backend_errors_pass_through(gateway: httpx.Client) -> None:
+    invalid = gateway.post("/graph_runtime/analyze", json={"graph_id": "x",
+                                                           "metrics": ["telepathy"]})
+    assert invalid.status_code == 422 and "metrics[0]" in invalid.json()["message"]
+    malformed = gateway.post("/graph_runtime/analyze", content=b"{nope",
+                             headers={"content-type": "application/json"})
+    assert malformed.status_code == 400 and "malformed JSON" in malformed.json()["message"]
+    unknown = gateway.get("/graph_runtime/no/such/route")
+    assert unknown.status_code == 404
+
+
+def test_unknown_service_is_a_404_naming_it(gateway: httpx.Client) -> None:
+    for path in ("/teleporter/anything", "/dashboard/cluster-health", "/graphql/x"):
+        answer = gateway.get(path)
+        assert answer.status_code == 404, path
+        body = answer.json()
+        assert body["field"] == "service" and repr(path.split("/")[1]) in body["message"]
+        assert "graph_runtime" in body["message"]  # names what is routable
+
+
+def test_graphql_reaches_the_backends_over_http(gateway: httpx.Client,
+                                                sample: dict[str, Any]) -> None:
+    before = calls_over_http(gateway)
+    stored = gql(gateway, "mutation($g: GraphInput!) { store_graph(graph: $g) { graph_id } }",
+                 {"g": sample})["data"]["store_graph"]
+    data = gql(gateway, """query($id: ID!) {
+        graph(id: $id) { analysis(metrics: [critical_path]) { critical_path { length } } }
+        evaluate(formula: "roi", params: {final_value: 150, cost: 100}) {
+          outputs { name value } }
+        health { status clusters { name status } } }""", {"id": stored["graph_id"]})["data"]
+    assert data["graph"]["analysis"]["critical_path"]["length"] == 12.0
+    roi = {o["name"]: o["value"] for o in data["evaluate"]["outputs"]}
+    assert roi["roi"] == pytest.approx(0.5)
+    assert {c["name"] for c in data["health"]["clusters"]} == {"compute", "logic", "gateway"}
+    after = calls_over_http(gateway)
+    for target in ("graph_runtime", "sfde"):
+        assert after.get(target, 0) > before.get(target, 0), target
+
+
+def test_graphql_errors_keep_the_backend_message_over_http(gateway: httpx.Client) -> None:
+    body = gql(gateway, '{ analyze(graph_id: "x", options: {top_k: 0}) { graph_id } }')
+    error = body["errors"][0]
+    assert "options.top_k" in error["message"]
+    assert (error["extensions"]["status"], error["extensions"]["service"]) == (422,
+                                                                                "graph_runtime")
+
+
+def test_a_backend_that_is_down_is_a_clear_error(gateway: httpx.Client,
+                                                 topo: Topology) -> None:
+    """Last in the module: it stops the compute cluster."""
+    topo["compute"].kill()
+    body = gql(gateway, "{ sample_graph { name } }")
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "service_unavailable"
+    assert error["extensions"]["status"] == 503 and "graph_runtime" in error["message"]
+    answer = gateway.get("/graph_runtime/sample")
+    assert answer.status_code == 503
+    assert answer.json()["error"] == "service_unavailable"
+    assert "graph_runtime is unavailable" in answer.json()["message"]
+    assert answer.headers["retry-after"] == "1"
+
+
+# --- the header rules, on their own ----------------------------------------------------------
+def make_request(headers: list[tuple[str, str]]) -> Request:
+    return Request({"type": "http", "method": "GET", "path": "/x", "query_string": b"",
+                    "headers": [(k.encode(), v.encode()) for k, v in headers],
+                    "client": ("10.0.0.7", 5555), "scheme": "https", "server": ("gw", 443)})
+
+
+def test_hop_by_hop_headers_are_not_forwarded() -> None:
+    request = make_request([("host", "gw"), ("connection", "keep-alive, x-trace-hop"),
+                            ("keep-alive", "timeout=5"), ("x-trace-hop", "1"),
+                            ("te", "trailers"), ("content-length", "3"), ("accept", "*/*"),
+                            ("x-api-key", "secret"), ("authorization", "Bearer secret"),
+                            ("x-forwarded-for", "192.0.2.1")])
+    sent = dict(request_headers(request, strip_credentials=True))
+    assert sent == {"accept": "*/*", "x-forwarded-for": "192.0.2.1, 10.0.0.7",
+                    "x-forwarded-proto": "https"}
+    kept = dict(request_headers(request, strip_credentials=False))
+    assert kept["authorization"] == "Bearer secret" and kept["x-api-key"] == "secret"
+
+    answer = httpx.Response(200, headers=[("connection", "close, x-hop"), ("x-hop", "1"),
+                                          ("transfer-encoding", "chunked"),
+                                          ("content-type", "application/json")])
+    assert response_headers(answer) == {"content-type": "application/json"}
+
+
+def test_idempotency_comes_from_the_method_and_the_service_spec() -> None:
+    assert is_idempotent("graph_runtime", "GET", "/graphs/abc")
+    assert is_idempotent("graph_runtime", "POST", "/analyze")  # marked idempotent
+    assert is_idempotent("graph_runtime", "POST", "/graphs")  # content-addressed store
+    assert not is_idempotent("graph_runtime", "POST", "/process")  # not an operation
+    assert not is_idempotent("graph_runtime", "DELETE", "/graphs/abc")
+    assert is_idempotent("sfde", "POST", "/evaluate")
