@@ -13,7 +13,7 @@ from bem.gateway import access
 from bem.gateway.access import TokenBuckets, key_is_valid
 from bem.runtime.supervisor import Supervisor
 from tests.services.graphql.client import TransportWS
-from tests.support import make_settings, run_cluster, url_of
+from tests.support import Topology, make_settings, redis_server, run_cluster, url_of
 
 KEYS = "k-alpha-0123456789,k-beta-9876543210"
 
@@ -60,16 +60,17 @@ def test_key_check() -> None:
 
 
 # --- on a real gateway port ------------------------------------------------------------------
+# A token every 10 s: a test's few requests cannot earn one back while it runs.
 @pytest.fixture
 async def limited() -> AsyncIterator[Supervisor]:
-    settings = make_settings(rate_limit_rps=0.5, rate_limit_burst=3)
+    settings = make_settings(rate_limit_rps=0.1, rate_limit_burst=3)
     async with run_cluster("graphql", settings) as sup:
         yield sup
 
 
 @pytest.fixture
 async def keyed() -> AsyncIterator[Supervisor]:
-    settings = make_settings(rate_limit_rps=0.5, rate_limit_burst=3, BEM_API_KEYS=KEYS)
+    settings = make_settings(rate_limit_rps=0.1, rate_limit_burst=3, BEM_API_KEYS=KEYS)
     async with run_cluster("graphql", settings) as sup:
         yield sup
 
@@ -88,16 +89,18 @@ async def test_429_with_retry_after_and_ratelimit_headers(limited: Supervisor) -
     async with httpx.AsyncClient(base_url=url_of(limited, "graphql")) as http:
         answers = [await http.post("/graphql", json=QUERY) for _ in range(3)]
         assert [a.status_code for a in answers] == [200, 200, 200]
-        assert [a.headers["ratelimit"] for a in answers] == [
-            '"burst";r=2;t=0', '"burst";r=1;t=0', '"burst";r=0;t=2']
-        assert answers[0].headers["ratelimit-policy"] == '"burst";q=3;w=6'
+        assert [a.headers["ratelimit"] for a in answers[:2]] == [
+            '"burst";r=2;t=0', '"burst";r=1;t=0']
+        # t: seconds until the next token (10 s at 0.1/s, less what the requests took)
+        assert answers[2].headers["ratelimit"] in ('"burst";r=0;t=10', '"burst";r=0;t=9')
+        assert answers[0].headers["ratelimit-policy"] == '"burst";q=3;w=30'
         refused = await http.post("/graphql", json=QUERY)
         assert refused.status_code == 429
-        assert refused.headers["retry-after"] == "2"  # a token every 2 s
-        assert refused.headers["ratelimit"] == '"burst";r=0;t=2'
-        assert refused.headers["ratelimit-policy"] == '"burst";q=3;w=6'
+        assert refused.headers["retry-after"] in ("9", "10")
+        assert refused.headers["ratelimit"] == f'"burst";r=0;t={refused.headers["retry-after"]}'
+        assert refused.headers["ratelimit-policy"] == '"burst";q=3;w=30'
         assert refused.json()["error"] == "rate_limited"
-        assert "0.5 requests/s" in refused.json()["message"]
+        assert "0.1 requests/s" in refused.json()["message"]
         # The REST routes share the client's bucket; health is never limited.
         assert (await http.get("/graph_runtime/sample")).status_code == 429
         for path in ("/health", "/health/live", "/health/ready", "/cluster-health"):
@@ -155,3 +158,28 @@ async def test_websocket_needs_a_key_too(keyed_open: Supervisor) -> None:
     assert refused.value.response.status_code == 401
     async with TransportWS.connect(url + "?api_key=k-alpha-0123456789") as ws:
         await ws.subscribe("1", "subscription { pulses { node } }")
+
+
+# --- the gateway cluster as its own process, with Redis -------------------------------------
+@pytest.mark.slow
+def test_every_gateway_port_in_a_gateway_process() -> None:
+    with redis_server() as redis, \
+            Topology(["gateway"], redis_url=redis.url, BEM_API_KEYS=KEYS,
+                     RATE_LIMIT_RPS="0.1", RATE_LIMIT_BURST="4") as topo, \
+            httpx.Client(timeout=10) as http:
+        key = {"X-API-Key": "k-beta-9876543210"}
+        for service, path in (("graphql", "/graphql?query={__typename}"),
+                              ("ecm_ws", "/metrics"), ("dashboard", "/")):
+            base = topo.url(service)
+            refused = http.get(base + path)
+            assert refused.status_code == 401, (service, refused.text)
+            assert refused.json()["error"] == "unauthorized"
+            assert http.get(base + "/health/live").status_code == 200, service
+            assert http.get(base + path, headers=key).status_code == 200, service
+        # One bucket per key for the whole process, whichever port: 4 tokens, 3 spent above.
+        assert http.get(topo.url("graphql") + "/metrics", headers=key).status_code == 200
+        limited = http.get(topo.url("dashboard") + "/", headers=key)
+        assert limited.status_code == 429
+        assert limited.headers["retry-after"] in ("9", "10")
+        assert limited.headers["ratelimit-policy"] == '"burst";q=4;w=40'
+        assert limited.headers["ratelimit"] == f'"burst";r=0;t={limited.headers["retry-after"]}'
