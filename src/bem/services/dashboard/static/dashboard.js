@@ -55,10 +55,11 @@
     return el("div", {class: "figures"},
       item("total", num(m.total.requests_per_s, 2) + " req/s"),
       item("p95", num(m.total.latency_p95_ms, 1) + " ms"),
-      item("pool", m.pool.workers + " workers, " + m.pool.queue + " queued, " +
-           num(m.pool.tasks_per_s, 2) + " tasks/s"),
-      item("cache L1", pct(m.cache.l1_hit_ratio) + " hits, " + bytes(m.cache.l1_bytes)),
-      item("cache Redis", pct(m.cache.redis_hit_ratio) + " hits"),
+      item("pool", m.pool.workers ? m.pool.workers + " workers, " + m.pool.queue +
+           " queued, " + num(m.pool.tasks_per_s, 2) + " tasks/s" : "none (inline)"),
+      item("L1 cache hit ratio", pct(m.cache.l1_hit_ratio) + " (" + bytes(m.cache.l1_bytes) +
+           ")"),
+      item("Redis cache hit ratio", pct(m.cache.redis_hit_ratio)),
       item("calls", num(m.calls_per_s.inprocess, 2) + " in-process/s, " +
            num(m.calls_per_s.http, 2) + " http/s"),
       item("Redis", redis), item("WebSockets", m.ws_connections),
