@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from functools import reduce
 from typing import Any
@@ -204,7 +205,9 @@ def parse(expression: str, max_length: int) -> ast.expr:
         raise PayloadTooLarge(f"{FIELD}: {len(expression)} characters exceed the limit of "
                               f"{max_length} (MAX_EXPRESSION_LENGTH)", field=FIELD)
     try:
-        return ast.parse(expression.strip(), mode="eval").body
+        with warnings.catch_warnings():  # e.g. "invalid escape sequence": refused anyway
+            warnings.simplefilter("ignore")
+            return ast.parse(expression.strip(), mode="eval").body
     except SyntaxError as exc:
         column = f" at column {exc.offset}" if exc.offset else ""
         detail = "" if exc.msg == "invalid syntax" else f": {exc.msg}"

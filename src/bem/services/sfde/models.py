@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import math
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, model_validator
+from pydantic_core import PydanticCustomError
 
 # A JSON number: strict, so "1.5" and true are rejected rather than coerced; never NaN/inf.
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+def _finite(value: Any, where: str) -> float:
+    number = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float64
+            number = None
+    if number is None or not math.isfinite(number):
+        raise PydanticCustomError("number_type",
+                                  "must be a finite number or a list of them{where}",
+                                  {"where": where})
+    return number
+
+
+def _number_or_numbers(value: Any) -> float | list[float]:
+    if isinstance(value, list):
+        return [_finite(v, f" (item {i} is {v!r})") for i, v in enumerate(value)]
+    return _finite(value, f" (got {value!r})"[:80])
+
+
+# A plain validator rather than `Number | list[Number]`: a union would name its branches in
+# the error's field path ("variables.x.list[float][1]").
+Variable = Annotated[float | list[float], PlainValidator(
+    _number_or_numbers, json_schema_input_type=float | list[float])]
 
 
 class ParameterInfo(BaseModel):
@@ -82,7 +110,7 @@ class ExpressionRequest(BaseModel):
                                   "comparisons, and/or/not, `a if c else b`, pi, e and the "
                                   "functions listed in the service description (at most "
                                   "MAX_EXPRESSION_LENGTH characters)")
-    variables: dict[str, Number | list[Number]] = Field(
+    variables: dict[str, Variable] = Field(
         default_factory=dict, max_length=256,
         description="numbers, or equal-length arrays to evaluate element-wise")
 
