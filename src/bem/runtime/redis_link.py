@@ -141,4 +141,7 @@ class RedisLink:
             except OUTAGE_ERRORS as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"[:200]
             else:
+                # Pooled connections opened before the outage are dead after a Redis
+                # restart: drop them, or each fails once and marks the link down again.
+                await self.client.connection_pool.disconnect()
                 self._mark_up()
