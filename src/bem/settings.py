@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     numpy_threads: int = Field(1, ge=1, le=64, description="BLAS threads per pool worker")
     connection_pool_size: int = Field(20, ge=1, le=1000, description="HTTP connections per peer")
     callback_batch_size: int = Field(10, ge=1, le=10_000)
+    callback_max_attempts: int = Field(
+        3, ge=1, le=100, description="processing attempts before an event is parked as failed")
+    callback_retention: float = Field(
+        7 * 86_400.0, ge=1, description="seconds a finished event's record and idempotency "
+                                        "key are kept (a key resent later is a new event)")
     config_cache_ttl: float = Field(300.0, ge=0, description="functor-type config TTL, seconds")
 
     # --- placement and discovery ---------------------------------------------------------------
