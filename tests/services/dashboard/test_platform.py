@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -119,17 +119,22 @@ async def test_redis_outage_is_warn_then_recovers(platform: Platform) -> None:
     consistent(code, report)
 
 
-async def test_browser_shows_every_cluster_and_a_killed_one_turns_red(
-        platform: Platform) -> None:
-    from playwright.async_api import async_playwright, expect
-
+@pytest.fixture
+def chromium() -> str:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (scripts/system-deps)")
+    return CHROMIUM
+
+
+async def test_browser_shows_every_cluster_and_a_killed_one_turns_red(
+        platform: Platform, chromium: str) -> None:
+    from playwright.async_api import async_playwright, expect
+
     await platform.until(lambda r: r["status"] == "pass")
     origin = urlsplit(platform.dashboard).netloc
     requested: list[str] = []
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page(viewport={"width": 1400, "height": 1000})
             page.on("request", lambda request: requested.append(request.url))

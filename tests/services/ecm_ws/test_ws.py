@@ -242,3 +242,45 @@ async def test_api_keys_guard_the_handshake() -> None:
         assert refused.value.response.status_code == 401
         async with await gw.connect("?api_key=s3cret") as ws:
             await assert_open(ws)
+
+
+async def test_events_are_acked_by_the_callback_engine_and_pulses_follow() -> None:
+    async with run_cluster("ws-and-logic", services=[
+            "ecm_ws", "callback_engine", "graph_runtime"]) as sup:
+        gw = Gateway(sup)
+        async with await gw.connect() as ws:
+            await ask(ws, {"type": "subscribe", "topic": "pulses"})
+            event = {"idempotency_key": "ws-k1", "type": "bid", "node": "V01",
+                     "magnitude": 2.0, "payload": {"from": "test"}}
+            ack = await ask(ws, {"type": "event", "id": "e1", "payload": event})
+            assert ack["type"] == "ack" and ack["id"] == "e1", ack
+            event_id = ack["payload"]["event_id"]
+            assert ack["payload"] == {"event_id": event_id, "idempotency_key": "ws-k1",
+                                      "duplicate": False, "durable": False}
+            # The engine routes the pulse along the sample graph and publishes the result.
+            pulse = await recv(ws)
+            while pulse["type"] != "pulse":
+                pulse = await recv(ws)
+            assert pulse["payload"]["event_id"] == event_id
+            assert pulse["payload"]["pulse_type"] == "bid"
+
+            again = await ask(ws, {"type": "event", "id": "e2", "payload": event})
+            while again["type"] == "pulse":
+                again = await recv(ws)
+            assert again["payload"]["event_id"] == event_id and again["payload"]["duplicate"]
+
+            bad = await ask(ws, {"type": "event", "id": "e3", "payload": {
+                "idempotency_key": "ws-k2", "type": "telepathy", "node": "V01"}})
+            while bad["type"] == "pulse":
+                bad = await recv(ws)
+            assert bad["type"] == "error" and bad["id"] == "e3"
+            assert bad["payload"]["status"] == 422 and bad["payload"]["field"] == "payload.type"
+            assert bad["payload"]["message"].startswith("payload.type:")
+            await assert_open_skipping_pulses(ws)
+
+
+async def assert_open_skipping_pulses(ws: ClientConnection) -> None:
+    await ws.send(orjson.dumps({"type": "ping", "id": "last"}).decode())
+    while (message := await recv(ws))["type"] == "pulse":
+        pass
+    assert message == {"type": "pong", "id": "last"}
