@@ -10,7 +10,14 @@ import os
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    FilePath,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICE_NAMES = (
@@ -68,6 +75,9 @@ class Settings(BaseSettings):
         7 * 86_400.0, ge=1, description="seconds a finished event's record and idempotency "
                                         "key are kept (a key resent later is a new event)")
     config_cache_ttl: float = Field(300.0, ge=0, description="functor-type config TTL, seconds")
+    functor_types_path: FilePath | None = Field(
+        None, description="YAML file replacing the shipped functor-type registry (reloaded "
+                          "every CONFIG_CACHE_TTL seconds)")
 
     # --- placement and discovery ---------------------------------------------------------------
     node_role: str = Field("single", description="cluster name this process serves")
@@ -124,7 +134,7 @@ class Settings(BaseSettings):
     api_keys: str = Field("", alias="BEM_API_KEYS", description="comma-separated; empty = open")
 
     @field_validator("redis_url", "backend_compute_url", "backend_logic_url",
-                     "backend_gateway_url", "data_dir", mode="before")
+                     "backend_gateway_url", "data_dir", "functor_types_path", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
