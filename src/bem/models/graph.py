@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -11,7 +11,10 @@ from bem.settings import Settings
 
 Phase = Literal["alpha", "beta", "gamma"]
 Callback = Literal["dag", "relational", "combinatorial"]
-AttrValue = float | int | bool | str
+# Finite floats and 64-bit integers: what JSON and the canonical (orjson) hash can carry; a
+# 400-digit integer would otherwise pass validation and crash the content hash (a 500).
+AttrValue = (Annotated[float, Field(allow_inf_nan=False)]
+             | Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | bool | str)
 NodeId = str
 
 PHASE_FUNCTOR_TYPE: dict[str, str] = {

@@ -205,7 +205,9 @@ def set_attr(node: int, name: str, value: Any) -> Any:
     (with_change(set_attr(0, "component_density", "heavy")), 422,
      "graph.nodes[0].attrs.component_density", "must be a number, got 'heavy'"),
     (with_change(set_attr(1, "buildability_score", True)), 422,
-     "graph.nodes[1].attrs.buildability_score", "must be a number, got True"),
+     "graph.nodes[1].attrs.buildability_score", "must be a number, got 'True'"),
+    (with_change(set_attr(1, "material_strength", 10**400)), 422,  # beyond JSON's int64
+     "graph.nodes[1].attrs.material_strength.float", "valid number"),
     (with_change(set_attr(1, "buildability_score", 1.5)), 422,
      "graph.nodes[1].attrs.buildability_score", "node V02 (evaluate_manufacturing): 1.5 is "
                                                 "above the maximum 1"),

@@ -67,12 +67,12 @@ async def run(body: RunRequest, ctx: Ctx) -> RunResult:
 async def _run(ctx: ServiceContext, graph: Graph, source: dict[str, Any]) -> dict[str, Any]:
     from bem.services.dag_alpha import compute
 
+    nodes = compute.alpha_nodes(graph)  # local checks first: no peer call for a bad node
+    weight_of = compute.weights(graph, nodes)
     analysis = await ctx.call("graph_runtime", "analyze",
                               {**source, "metrics": ["dag", "levels", "critical_path"]})
     found = analysis.model_dump(mode="json")  # a cycle was already a 422 naming it
     levels = found["results"]["levels"]
-    nodes = compute.alpha_nodes(graph)
-    weight_of = compute.weights(graph, nodes)
     preds = compute.predecessors(graph, nodes)
     batches = compute.batches(levels, nodes)
     scores: dict[str, float | None] = {}

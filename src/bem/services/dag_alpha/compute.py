@@ -83,8 +83,10 @@ def _node_problems(index: int, node: Any) -> list[dict[str, str]]:
                              "message": f"node {node.id} ({node.functor}) needs this "
                                         f"attribute"})
         elif isinstance(value, bool) or not isinstance(value, int | float):
+            # (the Graph model already keeps numbers finite and within 64 bits)
             problems.append({"field": f"{where}.attrs.{attr}", "type": "number",
-                             "message": f"node {node.id}: must be a number, got {value!r}"})
+                             "message": f"node {node.id}: must be a number, got "
+                                        f"{str(value)[:40]!r}"})
     return problems
 
 
