@@ -26,7 +26,7 @@ from bem.ops.archive import MANIFEST, REDIS_MEMBER
 from bem.ops.redis_data import KeyDump
 from tests.support import RedisServer, free_port, redis_server
 
-STREAM = b"bem:events:log"
+STREAM = b"bem:events:stream"  # the callback engine's layout (its redislog module)
 CACHE_TTL_MS = 3_600_000
 
 
@@ -49,15 +49,15 @@ def populate(r: redis_py.Redis) -> None:
     """One key of every type the platform writes, binary names and values included."""
     r.set(b"bem:cache:analyze:\x00\xff", b"\x81\x00binary result", px=CACHE_TTL_MS)
     r.set(b"bem:graph:0123abcd", orjson.dumps({"nodes": [{"id": "V01"}], "edges": []}))
-    r.hset(b"bem:events:status", mapping={b"e1": b"processed", b"e2": b"accepted"})
-    r.sadd(b"bem:events:seen", b"e1", b"e2", b"e3")
+    r.hset(b"bem:events:keys", mapping={b"idem-1": b"1-0", b"idem-2": b"2-0"})
+    r.sadd(b"bem:tags", b"e1", b"e2", b"e3")
     r.zadd(b"bem:scores", {b"V01": 0.25, b"V07": 3.5})
     r.rpush(b"bem:queue", b"a", b"b", b"c")
     for i in range(5):
         r.xadd(STREAM, {b"event_id": f"e{i}".encode(), b"pulse": b"bid"})
-    r.xgroup_create(STREAM, b"processors", id="0")
-    r.xreadgroup(b"processors", b"worker-1", {STREAM: b">"}, count=3)  # 3 pending
-    r.xack(STREAM, b"processors", r.xrange(STREAM, count=1)[0][0])  # 1 acked, 2 pending
+    r.xgroup_create(STREAM, b"callback_engine", id="0")
+    r.xreadgroup(b"callback_engine", b"worker-1", {STREAM: b">"}, count=3)  # 3 pending
+    r.xack(STREAM, b"callback_engine", r.xrange(STREAM, count=1)[0][0])  # 1 acked, 2 pending
     r.xgroup_create(STREAM, b"audit", id="$")
     for i in range(3):
         r.set(f"bem:registry:sfde:host-{i}".encode(), b"{}", px=6000)
@@ -142,7 +142,7 @@ def test_round_trip_restores_every_key_but_the_registry(client: redis_py.Redis,
     expected = {k: v for k, v in before.items() if not k.startswith(b"bem:registry:")}
     assert len(expected) == 7 and len(before) == 10
     assert after == expected  # same keys, types, values and TTL presence
-    assert before[STREAM][1][1][1][2] == 2  # the group "processors" has 2 pending entries
+    assert before[STREAM][1][1][1][2] == 2  # "callback_engine" has 2 pending
     assert 0 < client.pttl(b"bem:cache:analyze:\x00\xff") <= CACHE_TTL_MS
     assert client.pttl(b"bem:graph:0123abcd") == -1
     assert tree(data) == files_before
