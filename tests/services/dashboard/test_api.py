@@ -14,7 +14,7 @@ import pytest
 from bem.clusters import ALL_SERVICES
 from bem.runtime.health import worst
 from bem.services.dashboard.models import PlatformHealth
-from tests.support import run_cluster, url_of
+from tests.support import make_settings, run_cluster, url_of
 
 
 @pytest.fixture
@@ -101,3 +101,16 @@ async def test_single_process_passes_with_metrics(sample: dict[str, Any]) -> Non
         gr = figures["services"]["graph_runtime"]
         assert gr["requests_per_s"] > 0 and gr["latency_p95_ms"] > 0
         assert figures["pool"]["workers"] == 1 and figures["window_s"] > 0
+
+
+async def test_api_keys_guard_the_page_but_not_health() -> None:
+    async with run_cluster("gateway", make_settings(BEM_API_KEYS="k1")) as sup, \
+            httpx.AsyncClient(base_url=url_of(sup, "dashboard"), timeout=10) as http:
+        assert (await http.get("/")).status_code == 401
+        assert (await http.get("/overview")).status_code == 401
+        page = await http.get("/?api_key=k1")
+        assert page.status_code == 200 and "api_key" in page.text  # the page passes it on
+        assert (await http.get("/overview?api_key=k1")).status_code == 200
+        assert (await http.get("/cluster-health")).status_code == 503  # exempt; backends down
+        spec = (await http.get("/openapi.json?api_key=k1")).json()
+        assert "parameters" not in spec["paths"]["/cluster-health"]["get"]
