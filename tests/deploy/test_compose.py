@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from bem.cli import build_parser
-from bem.clusters import ALL_SERVICES, SERVE_TARGETS
+from bem.clusters import ALL_SERVICES, SERVE_TARGETS, members
+from bem.clusters.health_cli import default_url
 from bem.settings import load_settings
 from tests.deploy.files import (
     CLUSTER_SERVICE,
@@ -152,6 +153,20 @@ def test_every_variable_given_to_bem_is_a_setting(path: Path) -> None:
     for name, service in bem_services(load_yaml(path)["services"]).items():
         unknown = set(service["environment"]) - setting_names()
         assert not unknown, f"{name} sets variables bem does not read: {unknown}"
+
+
+@pytest.mark.parametrize("path", [OPTIMIZED, LEGACY], ids=lambda p: p.name)
+def test_each_containers_environment_is_valid_and_health_finds_its_ports(
+        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, service in bem_services(load_yaml(path)["services"]).items():
+        with monkeypatch.context() as env:
+            for var, value in service["environment"].items():
+                env.setenv(var, interpolation_default(str(value)) or str(value))
+            settings = load_settings()
+        # `bem health` (the HEALTHCHECK) probes the first port of $NODE_ROLE
+        first = members(settings.node_role)[0]
+        assert default_url(settings) == f"http://127.0.0.1:{DESIGN_PORTS[first]}", name
+        assert settings.redis_url and settings.advertise_host == "auto"
 
 
 def test_redis_persists_and_evicts_only_keys_with_a_ttl(optimized: dict[str, Any]) -> None:
