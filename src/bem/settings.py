@@ -72,8 +72,8 @@ class Settings(BaseSettings):
     callback_max_attempts: int = Field(
         3, ge=1, le=100, description="processing attempts before an event is parked as failed")
     callback_retention: float = Field(
-        7 * 86_400.0, ge=1, description="seconds a finished event's record and idempotency "
-                                        "key are kept (a key resent later is a new event)")
+        86_400.0, ge=1, description="seconds a finished event's record and idempotency "
+                                    "key are kept (a key resent later is a new event)")
     config_cache_ttl: float = Field(300.0, ge=0, description="functor-type config TTL, seconds")
     functor_types_path: FilePath | None = Field(
         None, description="YAML file replacing the shipped functor-type registry (reloaded "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
@@ -148,3 +149,12 @@ def test_route_is_breadth_first_with_geometric_decay(case: tuple[dict[str, Any],
     assert {h.node: h.hop for h in hops} == reachable  # each once, at its BFS distance
     for h in hops:
         assert h.value == pytest.approx(start * rule.decay ** h.hop)
+
+
+def test_documented_pulse_table_is_the_code() -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "callback-engine.md").read_text()
+    rows = [line.split("|")[1:7] for line in doc.splitlines()
+            if line.startswith("| ") and line.split("|")[1].strip() in PULSE_RULES]
+    table = {r[0].strip(): compute.PulseRule(r[1].strip(), r[2].strip(), float(r[3]),
+                                             float(r[4]), int(r[5])) for r in rows}
+    assert table == PULSE_RULES
