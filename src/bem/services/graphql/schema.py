@@ -18,10 +18,13 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
+    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, Info
@@ -67,6 +70,10 @@ MAX_TOKENS = 2000  # lexical tokens of a document; send big inputs as variables
 MAX_ALIASES = 30  # aliases fan one field out into many backend calls
 MAX_BATCH = 10  # operations in one batched HTTP request
 MAX_SUBSCRIPTIONS = 20  # active subscriptions on one WebSocket connection
+CACHED_DOCUMENTS = 256  # parsed and validated query texts kept (bounded: texts are the
+#                         client's choice)
+LIMIT_RULES = [*QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+               *MaxAliasesLimiter(MAX_ALIASES).validation_rules]
 PULSE_TOPIC = "pulses"
 
 
@@ -253,9 +260,12 @@ schema = GatewaySchema(
     # to POST /graphs is, unchanged, the `graph` variable of storeGraph.
     config=StrawberryConfig(auto_camel_case=False,
                             batching_config={"max_operations": MAX_BATCH}),
-    # Factories, not instances: an extension keeps per-request state, so each request gets
-    # its own (strawberry issue 4369).
-    extensions=[lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-                lambda: MaxTokensLimiter(MAX_TOKENS), lambda: MaxAliasesLimiter(MAX_ALIASES),
+    # Factories, not instances: an extension may keep per-request state, so each request
+    # gets its own (strawberry issue 4369). The limit rules are built once, so that the
+    # validation cache (keyed by document and rules) hits for a repeated query: validation
+    # is most of GraphQL's cost for a small query.
+    extensions=[lambda: AddValidationRules(LIMIT_RULES), lambda: MaxTokensLimiter(MAX_TOKENS),
+                lambda: ParserCache(maxsize=CACHED_DOCUMENTS),
+                lambda: ValidationCache(maxsize=CACHED_DOCUMENTS),
                 lambda: MaskErrors(should_mask_error=_unexpected,
                                    error_message="internal error in the gateway; see its log")])
