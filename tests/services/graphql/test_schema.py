@@ -3,6 +3,7 @@ call, nothing crosses HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest_asyncio
 
 from bem.runtime.supervisor import Supervisor
 from bem.services.graphql.schema import MAX_BATCH, MAX_DEPTH
-from tests.services.graphql.client import gql
+from tests.services.graphql.client import TransportWS, gql
 from tests.services.graphql.test_limits import nested
 from tests.support import run_cluster, url_of
 
@@ -228,3 +229,110 @@ async def test_formula_errors_name_the_field(http: httpx.AsyncClient) -> None:
     body = await gql(http, '{ evaluate_expression(expression: "__import__(1)") { value } }',
                      expect_errors=True)
     assert body["errors"][0]["extensions"]["status"] in (400, 422)
+
+
+async def test_functor_types(http: httpx.AsyncClient, sample: dict[str, Any]) -> None:
+    bad = dict(sample["nodes"][0], attrs={**sample["nodes"][0]["attrs"],
+                                          "material_strength": -5})
+    data = await gql(http, """query($components: JSON!) {
+        functor_types { digest types { name phase feeds required_attributes } }
+        functor_type(name: "aggregator") { name phase schema }
+        validate_components(components: $components) {
+          valid invalid components { index id valid errors { path keyword }
+                                     suggestions { path action value } } }
+        affinity { domains matrix }
+        compatibility(placements: [{functor_type: "aggregator", phase: "alpha"}],
+                      links: [{source: "stateless_spatial", target: "local_calcs"}]) {
+          placements { compatible reason } links { compatible } runs_in }
+    }""", {"components": [sample["nodes"][0], bad]})
+    types = {t["name"]: t for t in data["functor_types"]["types"]}
+    assert {"stateless_spatial", "local_calcs", "aggregator"} <= set(types)
+    assert types["stateless_spatial"]["phase"] == "alpha"
+    assert data["functor_type"]["phase"] == "gamma"
+    assert data["functor_type"]["schema"]["$schema"].endswith("draft/2020-12/schema")
+    report = data["validate_components"]
+    assert (report["valid"], report["invalid"]) == (1, 1)
+    invalid = report["components"][1]
+    assert invalid["valid"] is False
+    assert invalid["errors"][0]["path"] == "components[1].attrs.material_strength"
+    assert invalid["suggestions"] and invalid["suggestions"][0]["action"] == "clamp"
+    matrix = data["affinity"]["matrix"]
+    assert len(matrix) == len(data["affinity"]["domains"]) and matrix[0][0] == 1.0
+    compat = data["compatibility"]
+    assert compat["placements"][0]["compatible"] is False
+    assert compat["links"] == [{"compatible": True}]
+    assert compat["runs_in"]["aggregator"] == "gamma"
+
+
+async def test_dag_run_query_and_mutation(http: httpx.AsyncClient,
+                                          sample: dict[str, Any]) -> None:
+    stored = (await gql(http, STORE, {"g": sample}))["store_graph"]
+    fields = """graph_id levels manufacturing_score critical_path { path length }
+                nodes { node functor formula level score predecessors }
+                evaluations { level functor nodes }"""
+    query = (await gql(http, f'query($id: ID!) {{ dag_run(graph_id: $id) {{ {fields} }} }}',
+                       {"id": stored["graph_id"]}))["dag_run"]
+    mutation = (await gql(http, f'mutation($g: GraphInput!) {{ run_dag(graph: $g) '
+                                f'{{ {fields} }} }}', {"g": sample}))["run_dag"]
+    assert query == mutation  # stored or inline, the same graph runs the same
+    assert query["graph_id"] == stored["graph_id"]
+    alpha = {n["node"]: n for n in query["nodes"]}
+    assert set(alpha) == {"V01", "V02", "V03"}
+    assert alpha["V02"]["predecessors"] == ["V01"] and alpha["V02"]["level"] == 1
+    assert 0 < query["manufacturing_score"] <= 1
+    assert query["critical_path"] == {"path": ["V01", "V02", "V05", "V09"], "length": 12.0}
+    cycle = dict(sample, edges=[*sample["edges"], {"source": "V02", "target": "V01"}])
+    body = await gql(http, "mutation($g: GraphInput!) { run_dag(graph: $g) { graph_id } }",
+                     {"g": cycle}, expect_errors=True)
+    assert body["errors"][0]["extensions"]["status"] == 422
+    assert "cycle" in body["errors"][0]["message"]
+
+
+async def test_events_and_their_pulses(http: httpx.AsyncClient, cluster: Supervisor) -> None:
+    """An event submitted by the mutation is processed; its pulses reach a subscriber."""
+    url = f"ws://127.0.0.1:{cluster.ports['graphql']}/graphql"
+    bus = cluster.runtime.bus
+    async with TransportWS.connect(url) as ws:
+        baseline = bus.subscriber_count("pulses")
+        await ws.subscribe("p", """subscription { pulses(types: ["bid"]) {
+            event_id pulse_type source node value } }""")
+        async with asyncio.timeout(10):
+            while bus.subscriber_count("pulses") <= baseline:
+                await asyncio.sleep(0.01)
+        submitted = (await gql(http, """mutation($events: [EventInput!]!) {
+            submit_events(events: $events) { durable events { event_id idempotency_key
+                                                                duplicate } } }""",
+            {"events": [{"idempotency_key": "gql-test-1", "type": "bid", "node": "V07"}]}
+        ))["submit_events"]
+        (accepted,) = submitted["events"]
+        assert accepted["duplicate"] is False and submitted["durable"] is False
+        pulse = (await ws.receive())["payload"]["data"]["pulses"]
+        assert pulse["event_id"] == accepted["event_id"] and pulse["pulse_type"] == "bid"
+        assert pulse["source"] == "V07"
+
+    again = (await gql(http, """mutation { submit_events(events: [
+        {idempotency_key: "gql-test-1", type: "bid", node: "V07"}]) {
+        events { event_id duplicate } } }"""))["submit_events"]["events"][0]
+    assert again == {"event_id": accepted["event_id"], "duplicate": True}
+    event = await wait_processed(http, accepted["event_id"])
+    assert event["node"] == "V07" and event["attempts"] >= 1
+    assert event["result"]["origin"] == "V07"
+    stats = (await gql(http, "{ event_stats }"))["event_stats"]
+    assert stats["accepted"] >= 1 and stats["duplicates"] >= 1
+    bad = await gql(http, """mutation { submit_events(events: [
+        {idempotency_key: "k", type: "telepathy", node: "V07"}]) { durable } }""",
+                    expect_errors=True)
+    assert "events[0].type" in bad["errors"][0]["message"]
+    missing = await gql(http, '{ event(id: "nope") { status } }', expect_errors=True)
+    assert missing["errors"][0]["extensions"]["status"] == 404
+
+
+async def wait_processed(http: httpx.AsyncClient, event_id: str) -> dict[str, Any]:
+    query = """query($id: ID!) { event(id: $id) { event_id status node attempts result } }"""
+    async with asyncio.timeout(10):
+        while True:
+            event = (await gql(http, query, {"id": event_id}))["event"]
+            if event["status"] != "pending":
+                assert event["status"] == "processed", event
+                return event  # type: ignore[no-any-return]
+            await asyncio.sleep(0.05)

@@ -32,6 +32,7 @@ from strawberry.types import ExecutionContext, Info
 from bem.errors import BemError
 from bem.services.graphql.calls import call, call_json, service_context
 from bem.services.graphql.convert import jsonable, pick, without_unset
+from bem.services.graphql.dag import DagRun, dag_run_from
 from bem.services.graphql.events import (
     Event,
     EventInput,
@@ -50,6 +51,19 @@ from bem.services.graphql.formulas import (
     formulas_from,
 )
 from bem.services.graphql.health import Health, health_from
+from bem.services.graphql.registry import (
+    Affinity,
+    Compatibility,
+    FunctorTypeDetail,
+    FunctorTypeRegistry,
+    LinkInput,
+    PlacementInput,
+    Validation,
+    compatibility_from,
+    registry_from,
+    type_detail_from,
+    validation_from,
+)
 from bem.services.graphql.types import (
     DEFAULT_METRICS,
     JSON,
@@ -137,31 +151,38 @@ class Query:
 
     # --- functor_types -----------------------------------------------------------------
     @strawberry.field(description="The functor-type registry.")
-    async def functor_types(self, info: Info) -> JSON:
-        return await call_json(info, "functor_types", "list_types")
+    async def functor_types(self, info: Info) -> FunctorTypeRegistry:
+        return registry_from(await call(info, "functor_types", "list_types"))
 
     @strawberry.field(description="One functor type and its component schema.")
-    async def functor_type(self, info: Info, name: str) -> JSON:
-        return await call_json(info, "functor_types", "get_type", {"name": name})
+    async def functor_type(self, info: Info, name: str) -> FunctorTypeDetail:
+        return type_detail_from(await call(info, "functor_types", "get_type", {"name": name}))
 
-    @strawberry.field(description="Validate components against their functor types.")
-    async def validate_components(self, info: Info, components: JSON) -> JSON:
-        return await call_json(info, "functor_types", "validate", {"components": components})
+    @strawberry.field(description="Validate components (nodes of a project graph: id, "
+                                  "phase, functor, attrs...) against their functor types.")
+    async def validate_components(self, info: Info, components: JSON) -> Validation:
+        return validation_from(await call(info, "functor_types", "validate",
+                                          {"components": components}))
 
     @strawberry.field(description="The affinity matrix between design domains.")
-    async def affinity(self, info: Info) -> JSON:
-        return await call_json(info, "functor_types", "affinity")
+    async def affinity(self, info: Info) -> Affinity:
+        answer = await call_json(info, "functor_types", "affinity")
+        return pick(Affinity, answer)  # type: ignore[no-any-return]
 
-    @strawberry.field(description="Phase / functor-type compatibility (the body of "
-                                  "functor_types POST /compatibility).")
-    async def compatibility(self, info: Info, request: JSON) -> JSON:
-        return await call_json(info, "functor_types", "compatibility", request)
+    @strawberry.field(description="May these types run in these phases, may these types "
+                                  "feed each other? With no pairs, just the tables.")
+    async def compatibility(self, info: Info, placements: list[PlacementInput] | None = None,
+                            links: list[LinkInput] | None = None) -> Compatibility:
+        return compatibility_from(await call(info, "functor_types", "compatibility", {
+            "placements": without_unset(placements or []),
+            "links": without_unset(links or [])}))
 
     # --- dag_alpha ---------------------------------------------------------------------
-    @strawberry.field(description="Run the alpha phase over a stored or inline graph.")
+    @strawberry.field(description="Run the alpha phase over a stored or inline graph "
+                                  "(idempotent: also a query).")
     async def dag_run(self, info: Info, graph_id: strawberry.ID | None = None,
-                      graph: GraphInput | None = None) -> JSON:
-        return await call_json(info, "dag_alpha", "run", _source(graph_id, graph))
+                      graph: GraphInput | None = None) -> DagRun:
+        return dag_run_from(await call(info, "dag_alpha", "run", _source(graph_id, graph)))
 
     # --- optimization ------------------------------------------------------------------
     @strawberry.field(description="Choose one option per component (optimization POST "
@@ -207,8 +228,8 @@ class Mutation:
 
     @strawberry.mutation(description="Run the alpha phase over a stored or inline graph.")
     async def run_dag(self, info: Info, graph_id: strawberry.ID | None = None,
-                      graph: GraphInput | None = None) -> JSON:
-        return await call_json(info, "dag_alpha", "run", _source(graph_id, graph))
+                      graph: GraphInput | None = None) -> DagRun:
+        return dag_run_from(await call(info, "dag_alpha", "run", _source(graph_id, graph)))
 
 
 def _wanted(message: dict[str, Any], graph_id: strawberry.ID | None, node: str | None,
