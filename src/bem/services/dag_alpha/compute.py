@@ -20,7 +20,7 @@ from typing import Any
 from bem.errors import ValidationFailed
 from bem.models.graph import Graph
 
-RULES_VERSION = 1  # part of the cache key: bump when a rule or functor mapping changes
+RULES_VERSION = 1  # in the cache key: bump when a rule, a mapping or a formula used changes
 BETA = 0.3  # weight of the predecessors' mean score in a node's final score
 WEIGHT_COEFFICIENT = "material_weight_preference"
 DIGITS = 12  # results are rounded so that equal inputs give byte-equal answers

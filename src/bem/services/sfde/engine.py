@@ -87,14 +87,19 @@ class Formula:
             if problems:
                 raise _failed(problems, columns, prefix, indexed)
             raw = self.fn(**columns)
-        outputs = {o.name: np.broadcast_to(np.asarray(raw[o.name], dtype=np.float64), (rows,))
-                   for o in self.outputs}
-        bad = [(o, ~np.isfinite(arr)) for o, arr in outputs.items()]
-        problems = [(self.parameters[0].name, mask,
-                     f"the result {o} is not finite for this input (float64 overflow); "
-                     f"choose smaller values") for o, mask in bad if mask.any()]
-        if problems:
-            raise _failed(problems[:1], columns, prefix, indexed, blame_row_only=True)
+        outputs = {}
+        for output in self.outputs:
+            arr = np.asarray(raw[output.name], dtype=np.float64)
+            if arr.shape != (rows,):  # an output that does not depend on any column
+                arr = np.full(rows, arr)
+            bad = ~np.isfinite(arr)
+            if bad.any():
+                row = int(np.argmax(bad))
+                where = f"{prefix}[{row}]" if indexed else prefix
+                raise ValidationFailed(f"{where}: the result {output.name} is not finite for "
+                                       f"this input (float64 overflow); choose smaller values",
+                                       field=where)
+            outputs[output.name] = arr
         return outputs
 
     def _columns(self, values: Mapping[str, Sequence[float] | Array], prefix: str
@@ -148,19 +153,15 @@ def _error(details: list[dict[str, Any]]) -> ValidationFailed:
     return ValidationFailed(message, field=details[0]["field"], details=details)
 
 
-def _failed(problems: list[Problem], columns: Columns, prefix: str, indexed: bool,
-            blame_row_only: bool = False) -> ValidationFailed:
+def _failed(problems: list[Problem], columns: Columns, prefix: str, indexed: bool
+            ) -> ValidationFailed:
     """One error naming, for each problem, the first bad row (and how many rows are bad)."""
     details = []
     for name, mask, what in problems:
         row = int(np.argmax(mask))
         count = int(mask.sum())
-        if blame_row_only:
-            where = f"{prefix}[{row}]" if indexed else prefix
-            text = what
-        else:
-            where = f"{prefix}.{name}[{row}]" if indexed else f"{prefix}.{name}"
-            text = f"{columns[name][row]:g} is {what}"
+        where = f"{prefix}.{name}[{row}]" if indexed else f"{prefix}.{name}"
+        text = f"{columns[name][row]:g} is {what}"
         if indexed and count > 1:
             text += f" ({count} rows affected)"
         details.append(_detail(where, text, "value_error"))
