@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bem.runtime.metrics import SHARED, Metrics
-from bem.services.dashboard.metrics_summary import RateTracker, parse_totals, quantile
+from bem.services.dashboard.metrics_summary import (
+    RateTracker,
+    parse_totals,
+    quantile,
+    registry_totals,
+    samples,
+)
 
 
 def traffic(m: Metrics, requests: int, latency: float) -> None:
@@ -15,6 +22,19 @@ def traffic(m: Metrics, requests: int, latency: float) -> None:
     # probes: never counted as traffic
     m.requests.labels("sfde", "compute", "GET", "/metrics", "200").inc(1000)
     m.latency.labels("sfde", "compute", "GET", "/metrics").observe(9.0)
+
+
+def test_fast_parser_agrees_with_prometheus_client() -> None:
+    m = Metrics("compute")
+    traffic(m, 3, 0.02)
+    m.requests.labels('odd "route" \\ with\nnewline', "compute", "GET", "/x{y}", "404").inc()
+    m.calls["dag_alpha", "sfde", "evaluate", "http", "ok"] += 2
+    m.pool_workers.labels(SHARED, "compute").set(3)
+    text = m.render().decode()
+    reference = [(s.name, s.labels, s.value) for family in text_string_to_metric_families(text)
+                 for s in family.samples]
+    assert len(reference) > 40 and list(samples(text)) == reference
+    assert registry_totals(m.registry) == parse_totals(text)  # local process: no text at all
 
 
 def test_quantile_interpolates_inside_the_bucket() -> None:

@@ -25,7 +25,7 @@ import orjson
 from bem.clusters import ALL_SERVICES, CLUSTER_OF
 from bem.runtime.health import cluster_health, worst
 from bem.runtime.registry import static_url
-from bem.services.dashboard.metrics_summary import RateTracker, parse_totals
+from bem.services.dashboard.metrics_summary import RateTracker, parse_totals, registry_totals
 
 if TYPE_CHECKING:
     from bem.runtime.runtime import Runtime
@@ -164,7 +164,8 @@ class Collector:
         except httpx.TimeoutException:
             return unreachable(target, f"no answer within {FETCH_TIMEOUT:g} s")
         except httpx.HTTPError as exc:
-            return unreachable(target, f"unreachable: {type(exc).__name__}: {exc}"[:200])
+            detail = f": {exc}" if str(exc) else " (connection lost)"
+            return unreachable(target, f"unreachable: {type(exc).__name__}{detail}"[:200])
         except orjson.JSONDecodeError:
             return unreachable(target, f"HTTP {response.status_code}: not a health report")
         if not isinstance(report, dict) or "services" not in report:
@@ -176,7 +177,7 @@ class Collector:
             if replica.error is not None or replica.instance is None:
                 return
             if replica.instance == self.runtime.instance_id:
-                text = self.runtime.metrics.render().decode()
+                totals = registry_totals(self.runtime.metrics.registry)
             else:
                 try:
                     response = await self.runtime.client.http.get(
@@ -185,8 +186,7 @@ class Collector:
                     return  # health already says whether the replica answers
                 if response.status_code != 200:
                     return
-                text = response.text
-            totals = parse_totals(text)
+                totals = parse_totals(response.text)
             replica.metrics = self.rates.summarise(replica.instance, totals,
                                                    uptime=replica.uptime_s or 0.0)
 
