@@ -62,6 +62,12 @@ def interpolation_default(value: str) -> str | None:
     return match.group(2) if match else None
 
 
+def resolved(value: object) -> str:
+    """A compose value as the container sees it with nothing set: defaults interpolated."""
+    default = interpolation_default(str(value))
+    return str(value) if default is None else default
+
+
 def compose_command(scratch: Path) -> tuple[list[str], dict[str, str]] | str:
     """`docker compose` and its environment, or why it cannot run.
 

@@ -28,6 +28,7 @@ from tests.deploy.files import (
     interpolation_default,
     load_yaml,
     ports_of,
+    resolved,
     setting_names,
 )
 
@@ -161,12 +162,13 @@ def test_each_containers_environment_is_valid_and_health_finds_its_ports(
     for name, service in bem_services(load_yaml(path)["services"]).items():
         with monkeypatch.context() as env:
             for var, value in service["environment"].items():
-                env.setenv(var, interpolation_default(str(value)) or str(value))
+                env.setenv(var, resolved(value))
             settings = load_settings()
         # `bem health` (the HEALTHCHECK) probes the first port of $NODE_ROLE
         first = members(settings.node_role)[0]
         assert default_url(settings) == f"http://127.0.0.1:{DESIGN_PORTS[first]}", name
         assert settings.redis_url and settings.advertise_host == "auto"
+        assert settings.api_key_set == frozenset()  # open unless BEM_API_KEYS is given
 
 
 def test_redis_persists_and_evicts_only_keys_with_a_ttl(optimized: dict[str, Any]) -> None:
