@@ -1,14 +1,19 @@
-"""The embedded log on its own: retention, capacity, ids."""
+"""The embedded log on its own (retention, capacity, ids), and the service before start."""
 
 from __future__ import annotations
 
 import asyncio
 
-from bem.errors import InsufficientStorage
+import pytest
+
+from bem.errors import InsufficientStorage, ServiceUnavailable
 from bem.runtime.bus import PulseBus
 from bem.runtime.redis_link import RedisLink
+from bem.runtime.runtime import Runtime
+from bem.services import spec
 from bem.services.callback_engine.consumer import record
 from bem.services.callback_engine.eventlog import Finished, MemoryLog
+from tests.support import make_settings
 
 
 def fields(key: str) -> dict[str, object]:
@@ -48,3 +53,12 @@ async def test_capacity_bounds_unfinished_events() -> None:
     else:
         raise AssertionError("a full embedded log must refuse events")
     assert (await log.append([fields("a")]))[0][1] is True  # a duplicate still answers
+
+
+async def test_in_process_calls_before_start_are_503() -> None:
+    rt = Runtime(make_settings(), "test", [spec("callback_engine")])
+    try:
+        with pytest.raises(ServiceUnavailable, match="not running yet"):
+            await rt.client.call("callback_engine", "stats")
+    finally:
+        await rt.close()

@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from bem.errors import NotFound
+from bem.errors import NotFound, ServiceUnavailable
 from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
 from bem.services.callback_engine.consumer import Engine
 from bem.services.callback_engine.eventlog import EventLog, MemoryLog
@@ -33,7 +33,6 @@ service = ServiceSpec(
         "(combinatorial: bids and investment over neighbours) callbacks, stores the result "
         "and publishes the pulses on the bus (Redis channel bem:bus:pulses). Each accepted "
         "event is processed exactly once in effect, even across a crash."),
-    compute_modules=("bem.services.callback_engine.compute",),
     legacy_operation="submit_events",
 )
 
@@ -47,16 +46,21 @@ async def _lifespan(ctx: ServiceContext) -> AsyncIterator[None]:
     log: EventLog = (RedisLog(rt.redis, rt.instance_id, retention) if rt.redis.configured
                      else MemoryLog(rt.bus, retention))
     engine = Engine(ctx, log)
-    ctx.state.update(log=log, engine=engine)
     await engine.start()
+    ctx.state["engine"] = engine
     try:
         yield
     finally:
+        del ctx.state["engine"]
         await engine.stop(grace=min(5.0, ctx.settings.grace_period))
 
 
-def _log(ctx: ServiceContext) -> EventLog:
-    return ctx.state["log"]  # type: ignore[no-any-return]
+def _engine(ctx: ServiceContext) -> Engine:
+    engine = ctx.state.get("engine")
+    if engine is None:  # an in-process caller before the lifespan ran (or after it ended)
+        raise ServiceUnavailable("callback_engine is not running yet; retry shortly",
+                                 headers={"Retry-After": "1"})
+    return engine  # type: ignore[no-any-return]
 
 
 @service.health_check
@@ -70,21 +74,22 @@ async def submit_events(body: SubmitRequest, ctx: Ctx) -> SubmitAnswer:
     """Append pulse events to the log; 202 once appended (a resent key is a duplicate)."""
     now = round(time.time(), 3)
     events = [{**e.model_dump(mode="json"), "accepted_at": now} for e in body.events]
-    appended = await _log(ctx).append(events)
-    engine: Engine = ctx.state["engine"]
+    engine = _engine(ctx)
+    appended = await engine.log.append(events)
     dups = sum(dup for _, dup in appended)
     engine.outcomes["accepted"].inc(len(appended) - dups)
     engine.outcomes["duplicate"].inc(dups)
     return SubmitAnswer(
         events=[Accepted(event_id=eid, idempotency_key=e.idempotency_key, duplicate=dup)
                 for e, (eid, dup) in zip(body.events, appended, strict=True)],
-        durable=_log(ctx).durable)
+        durable=engine.log.durable)
 
 
 @service.operation("GET", "/events/{event_id}")
 async def get_event(event_id: str, ctx: Ctx) -> EventState:
     """An event's status (pending, processed, failed), attempts, result or error."""
-    state = await _log(ctx).get(event_id) if _EVENT_ID.match(event_id) else None
+    log = _engine(ctx).log
+    state = await log.get(event_id) if _EVENT_ID.match(event_id) else None
     if state is None:
         raise NotFound(f"event_id: no event {event_id!r}", field="event_id")
     return EventState.model_validate(state)
@@ -93,6 +98,6 @@ async def get_event(event_id: str, ctx: Ctx) -> EventState:
 @service.operation("GET", "/stats")
 async def stats(ctx: Ctx) -> Stats:
     """Depth, lag and outcome counts of the event log."""
-    numbers = await _log(ctx).stats()
+    numbers = await _engine(ctx).log.stats()
     return Stats(**numbers, batch_size=ctx.settings.callback_batch_size,
                  max_attempts=ctx.settings.callback_max_attempts)
