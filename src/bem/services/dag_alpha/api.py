@@ -18,9 +18,8 @@ from bem.errors import ValidationFailed
 from bem.models.graph import Graph
 from bem.runtime.cache import content_hash
 from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
+from bem.services.dag_alpha import compute  # plain Python, no NumPy: cheap to import
 from bem.services.dag_alpha.models import RunRequest, RunResult
-
-COMPUTE = "bem.services.dag_alpha.compute"
 
 service = ServiceSpec(
     name="dag_alpha",
@@ -35,7 +34,6 @@ service = ServiceSpec(
         "(weighted by the agents' material_weight_preference) and the critical path. "
         "Uses graph_runtime and sfde through the service client; whole runs are cached by "
         "graph id. See docs/formulas.md."),
-    compute_modules=(COMPUTE,),
     legacy_operation="run",
 )
 
@@ -47,15 +45,15 @@ _ROWS_AFFECTED = re.compile(r" \(\d+ rows affected\)$")
 async def run(body: RunRequest, ctx: Ctx) -> RunResult:
     """Evaluate the alpha functors of a graph (inline or stored) in topological levels."""
     if body.graph is not None:
-        graph, source = body.graph, {"graph": body.graph.canonical()}
+        graph = body.graph
     else:
         stored = await ctx.call("graph_runtime", "get_graph", {"graph_id": body.graph_id})
         graph = Graph.model_validate(stored.model_dump(exclude={"graph_id"}))
-        source = {"graph_id": body.graph_id}
     graph.check_size(ctx.settings)
-    from bem.services.dag_alpha import compute
-
-    key = {"graph_id": content_hash(graph.canonical())[:32], "rules": compute.RULES_VERSION}
+    canonical = graph.canonical()
+    source = {"graph_id": body.graph_id} if body.graph_id else {"graph": canonical}
+    # graph_runtime's id for this graph: an inline graph and its stored id share one entry
+    key = {"graph_id": content_hash(canonical)[:32], "rules": compute.RULES_VERSION}
 
     async def evaluate() -> dict[str, Any]:
         return await _run(ctx, graph, source)
@@ -65,8 +63,6 @@ async def run(body: RunRequest, ctx: Ctx) -> RunResult:
 
 
 async def _run(ctx: ServiceContext, graph: Graph, source: dict[str, Any]) -> dict[str, Any]:
-    from bem.services.dag_alpha import compute
-
     nodes = compute.alpha_nodes(graph)  # local checks first: no peer call for a bad node
     weight_of = compute.weights(graph, nodes)
     analysis = await ctx.call("graph_runtime", "analyze",
@@ -101,8 +97,6 @@ async def _run(ctx: ServiceContext, graph: Graph, source: dict[str, Any]) -> dic
 async def _evaluate(ctx: ServiceContext, functor: str, batch: Sequence[Any]
                     ) -> dict[str, list[float]]:
     """One vectorised sfde call for the nodes of one functor in one level."""
-    from bem.services.dag_alpha import compute
-
     formula = compute.FUNCTORS[functor].formula
     try:
         result = await ctx.call("sfde", "evaluate", {
@@ -114,8 +108,6 @@ async def _evaluate(ctx: ServiceContext, functor: str, batch: Sequence[Any]
 
 def _on_nodes(exc: ValidationFailed, functor: str, batch: Sequence[Any]) -> ValidationFailed:
     """Re-address sfde's `columns.<param>[row]` errors to the node attributes they came from."""
-    from bem.services.dag_alpha import compute
-
     attrs = compute.FUNCTORS[functor].attrs
     details = []
     for detail in exc.details or [{"field": exc.field or "", "message": exc.message}]:
