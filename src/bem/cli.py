@@ -25,6 +25,7 @@ member service on its own port.
   bem serve compute           one cluster process (the container entry point)
   bem health                  health of a running cluster
   bem backup -o FILE          archive the Redis data and DATA_DIR; `bem restore FILE`
+  bem bench --quick           sprawl vs optimized vs single, side by side (source checkout)
 
 Configuration comes from environment variables (WORKERS, CACHE_SIZE, NUMPY_THREADS,
 CONNECTION_POOL_SIZE, CALLBACK_BATCH_SIZE, CONFIG_CACHE_TTL, REDIS_URL, NODE_ROLE, ...);
@@ -129,6 +130,25 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run benchmarks/topology.py of the source checkout bem was installed from."""
+    import subprocess
+    from pathlib import Path
+
+    import bem
+
+    script = Path(bem.__file__).resolve().parents[2] / "benchmarks" / "topology.py"
+    if not script.is_file():
+        print(f"bem bench: the benchmark lives in the source checkout, not in the installed "
+              f"package ({script} does not exist). Clone the repository and install from it: "
+              f"pip install -e '.[bench]'", file=sys.stderr)
+        return EXIT_USAGE
+    forwarded = ["--quick"] if args.quick else []
+    if args.results:
+        forwarded += ["--results", args.results]
+    return subprocess.run([sys.executable, str(script), *forwarded], check=False).returncode
+
+
 def _progress(command: str) -> Callable[[str], None]:
     """Progress lines go to stderr: stdout may be the archive itself (`-o -`)."""
     def say(line: str) -> None:
@@ -187,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_up)
 
     health = sub.add_parser("health", help="show the health of a running cluster",
-                            description="GET <URL>/cluster-health and summarise it; exit 0 "
+                            description="GET <URL>/cluster-health/local and summarise it; exit 0 "
                                         "when pass or warn, 1 otherwise (a HEALTHCHECK).")
     health.add_argument("url", nargs="?",
                         help="any port of the cluster (default: this host's $NODE_ROLE)")
@@ -195,6 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
     health.set_defaults(func=cmd_health)
     _add_backup_commands(sub)
+
+    bench = sub.add_parser(
+        "bench", help="benchmark sprawl vs optimized vs single on this machine",
+        description="Launch the three topologies on this machine with the same settings and "
+                    "one private redis-server, and measure memory, start-up, cross-service "
+                    "latency, gateway throughput, pool speed-up, cache levels and the "
+                    "in-process vs HTTP hop (benchmarks/topology.py of the source checkout; "
+                    "needs redis-server, wrk and the `bench` extra). About 10 minutes; "
+                    "--quick under two.")
+    bench.add_argument("--quick", action="store_true", help="smoke run, noisy figures")
+    bench.add_argument("--results", metavar="DIR",
+                       help="where to write the results (default: benchmarks/results)")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

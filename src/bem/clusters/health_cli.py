@@ -1,4 +1,4 @@
-"""`bem health [URL]`: summarise a cluster's /cluster-health; the image's HEALTHCHECK."""
+"""`bem health [URL]`: summarise a process's /cluster-health/local; the image's HEALTHCHECK."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ async def check_health(settings: Settings, url: str | None, *, as_json: bool,
     base = (url or default_url(settings)).rstrip("/")
     if not base.startswith(("http://", "https://")):
         base = f"http://{base}"
-    target = base if base.endswith("/cluster-health") else f"{base}/cluster-health"
+    # The process's own report on any port (on the dashboard's port /cluster-health is the
+    # platform-wide view, which must not fail this process's HEALTHCHECK).
+    target = base if "/cluster-health" in base else f"{base}/cluster-health/local"
     try:
         async with httpx.AsyncClient(timeout=timeout) as http:
             response = await http.get(target)

@@ -196,13 +196,20 @@ def _install_common_routes(app: FastAPI, ctx: ServiceContext) -> None:
         return health_response({"status": "pass" if ok else "fail", "serviceId": ctx.name,
                                 "output": output})
 
-    # A service may replace this route (its own is matched first); then only its own is documented.
+    # A service may replace this route (its own is matched first); only its own is documented.
     replaced = any(getattr(r, "path", None) == "/cluster-health" for r in ctx.spec.router.routes)
 
     @app.get("/cluster-health", tags=["health"], response_class=Response, responses=health_doc,
              include_in_schema=not replaced)
     async def cluster() -> Response:
         """Health of the whole process: every member service, pool, cache and Redis."""
+        return health_response(cluster_health(ctx.runtime))
+
+    @app.get("/cluster-health/local", tags=["health"], response_class=Response,
+             responses=health_doc)
+    async def cluster_local() -> Response:
+        """This process alone, on every port (what /cluster-health is except on the dashboard,
+        whose /cluster-health aggregates every cluster); `bem health` reads it."""
         return health_response(cluster_health(ctx.runtime))
 
     @app.get("/metrics", tags=["health"], response_class=Response,

@@ -2,8 +2,7 @@
 
 `GET /cluster-health` replaces, on this port, the per-process report every other port
 serves: here it is every cluster and replica the dashboard can find (see collect.py). The
-per-process report of the dashboard's own process stays available at
-`/cluster-health/local`.
+per-process report stays available at `/cluster-health/local`, as on every port.
 """
 
 from __future__ import annotations
@@ -18,8 +17,6 @@ from fastapi.responses import HTMLResponse
 
 from bem.errors import NotFound
 from bem.gateway.access import install_access
-from bem.runtime.health import cluster_health as process_health
-from bem.runtime.health import health_response
 from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
 from bem.services.dashboard.collect import collector
 from bem.services.dashboard.models import ClusterReport, PlatformHealth
@@ -108,7 +105,3 @@ def _setup(app: FastAPI, ctx: ServiceContext) -> None:
                                            "Cache-Control": "no-store",
                                            "X-Content-Type-Options": "nosniff"})
 
-    @app.get("/cluster-health/local", tags=["health"], response_class=Response)
-    async def local() -> Response:
-        """This process's own report (what /cluster-health means on every other port)."""
-        return health_response(process_health(ctx.runtime))
