@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.files import CLUSTER_SERVICE, DEPLOY, ports_of
+from tests.deploy.files import CLUSTER_SERVICE, DEPLOY, load_yaml, ports_of
 
 SCRIPT = DEPLOY / "migrate.sh"
 OPTIMIZED = f"compose -f {DEPLOY}/docker-compose.optimized.yml"
@@ -66,6 +66,9 @@ def test_dry_run_prints_the_guides_steps_in_order(tmp_path: Path) -> None:
     positions = [next(i for i, line in enumerate(lines) if line.startswith(want))
                  for want in order]
     assert positions == sorted(positions)
+    [stop] = [line for line in lines if f"{LEGACY} stop " in line]
+    legacy = load_yaml(DEPLOY / "docker-compose.legacy.yml")["services"]
+    assert set(stop.split(" stop ")[1].split()) == set(legacy) - {"redis"}  # Redis stays up
     checks = [line for line in lines if " bem health " in line]
     expected = {(name, index, port) for cluster, name in CLUSTER_SERVICE.items()
                 for index in range(1, (3 if name == "compute-cluster" else 1) + 1)
