@@ -13,7 +13,10 @@ import fnmatch
 import json
 import math
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -254,3 +257,20 @@ def test_dashboard_panels_are_laid_out_and_cover_the_guide() -> None:
                    "bem_pool_queue_depth", "bem_pool_worker_restarts_total",
                    "bem_cache_requests_total", "bem_event_lag"):
         assert metric in used, f"the dashboard does not show {metric}"
+
+
+def test_promtool_accepts_the_config_and_rules(tmp_path: Path) -> None:
+    """Prometheus's own checker, where installed (Debian's `prometheus` package has it)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian package prometheus)")
+    rules = tmp_path / "rules"  # the config names the rules' path inside the container
+    rules.mkdir()
+    for path in RULES:
+        shutil.copy(path, rules / path.name)
+    config = PROMETHEUS.read_text().replace("/etc/prometheus/rules", str(rules))
+    (tmp_path / "prometheus.yml").write_text(config)
+    done = subprocess.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SUCCESS: {len(alert_rules())} rules found" in done.stdout
