@@ -214,3 +214,20 @@ async def test_redis_out_of_memory_is_507_not_500(redis: RedisServer) -> None:
             await raw.aclose()
         [ok] = await submit(ce, event())
         assert (await finished(ce, ok["event_id"]))["status"] == "processed"
+
+
+async def test_pending_entry_deleted_elsewhere_is_acknowledged(redis: RedisServer) -> None:
+    link = RedisLink(redis.url)
+    await link.start()
+    raw = aioredis.Redis.from_url(redis.url)
+    try:
+        log = RedisLog(link, "c", 3600)
+        await log.start()
+        [(eid, _)] = await log.append([accepted()])
+        assert len(await log.read(1, own=False)) == 1
+        await raw.xdel(redislog.STREAM, eid)  # as if another consumer had finished it
+        assert await log.read(10, own=True) == []
+        assert (await raw.xpending(redislog.STREAM, redislog.GROUP))["pending"] == 0
+    finally:
+        await raw.aclose()
+        await link.close()

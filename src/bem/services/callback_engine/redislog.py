@@ -185,11 +185,15 @@ class RedisLog:
             log.warning("consumer group missing (Redis lost its data?); recreating it")
             await self._create_group()
             return []
-        entries = []
+        entries, gone = [], []
         for _stream, items in reply or ():
             for entry_id, fields in items:
-                if fields:  # a claimed entry deleted meanwhile has none: nothing to do
+                if fields:
                     entries.append(Entry(_s(entry_id), orjson.loads(fields[b"e"])))
+                else:  # pending but deleted from the stream: finished elsewhere
+                    gone.append(entry_id)
+        if gone:
+            await self.redis.required(lambda r: r.xack(STREAM, GROUP, *gone))
         return entries
 
     async def finish(self, done: list[Finished]) -> list[bool]:
