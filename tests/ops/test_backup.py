@@ -107,11 +107,13 @@ def make_data_dir(root: Path) -> Path:
     (data / "empty").mkdir()
     (data / "config.yaml").write_text("functor_types: []\n")
     (data / "uploads" / "nested" / "model.bin").write_bytes(bytes(range(256)) * 40)
+    (data / "latest").symlink_to("uploads/nested/model.bin")  # relative: stays inside
     return data
 
 
-def tree(root: Path) -> dict[str, bytes | None]:
-    return {p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() else None)
+def tree(root: Path) -> dict[str, Any]:
+    return {p.relative_to(root).as_posix(): (str(p.readlink()) if p.is_symlink() else
+                                             p.read_bytes() if p.is_file() else None)
             for p in sorted(root.rglob("*"))}
 
 
@@ -132,7 +134,7 @@ def test_round_trip_restores_every_key_but_the_registry(client: redis_py.Redis,
 
     client.flushall()
     for path in sorted(data.rglob("*"), reverse=True):
-        path.rmdir() if path.is_dir() else path.unlink()
+        path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
 
     done = bem("restore", str(archive), "--redis-url", server.url, DATA_DIR=str(data))
     assert done.returncode == 0, done.stderr.decode()

@@ -75,9 +75,10 @@ def backup(output: str, *, redis_url: str | None, data_dir: str | None,
     with tempfile.TemporaryFile(prefix="bem-backup-keys-") as keys_file:
         if redis_url:
             _dump_redis(redis_url, keys_file, summary, progress)
-        files = _data_entries(data) if data else []
-        summary.files = sum(1 for p in files if p.is_file())
-        summary.bytes = sum(p.stat().st_size for p in files if p.is_file())
+        entries = _data_entries(data) if data else []
+        regular = [p for p, _name in entries if p.is_file() and not p.is_symlink()]
+        summary.files = len(regular)
+        summary.bytes = sum(p.stat().st_size for p in regular)
         if data:
             progress(f"data {data}: {summary.files} files, {_size(summary.bytes)}")
         manifest = _manifest(redis_url, data, summary)
@@ -86,10 +87,8 @@ def backup(output: str, *, redis_url: str | None, data_dir: str | None,
             if redis_url:
                 keys_file.seek(0)
                 _add_stream(tar, REDIS_MEMBER, keys_file)
-            for path in files:
-                assert data is not None
-                tar.add(path, arcname=DATA_PREFIX + path.relative_to(data).as_posix(),
-                        recursive=False)
+            for path, name in entries:
+                tar.add(path, arcname=name, recursive=False)
     return summary
 
 
@@ -115,13 +114,12 @@ def _dump_redis(url: str, sink: IO[bytes], summary: Summary, progress: Progress)
     progress(f"redis: {summary.describe_keys()}")
 
 
-def _data_entries(root: Path) -> list[Path]:
-    """Directories, regular files and symlinks under root, parents before children."""
-    entries = []
-    for path in sorted(root.rglob("*")):
-        if path.is_symlink() or path.is_dir() or path.is_file():
-            entries.append(path)
-    return entries
+def _data_entries(root: Path) -> list[tuple[Path, str]]:
+    """(path, archive name) of the directories, regular files and symlinks under root,
+    parents before children (sockets and devices are no data)."""
+    return [(path, DATA_PREFIX + path.relative_to(root).as_posix())
+            for path in sorted(root.rglob("*"))
+            if path.is_symlink() or path.is_dir() or path.is_file()]
 
 
 def _manifest(redis_url: str | None, data: Path | None, summary: Summary) -> dict[str, Any]:
@@ -170,11 +168,12 @@ def _add_stream(tar: tarfile.TarFile, name: str, stream: IO[bytes],
 
 
 def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    raise AssertionError("unreachable")
+    value = float(n)
+    for unit in ("B", "kB", "MB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
 
 
 # --- restore -------------------------------------------------------------------------------
