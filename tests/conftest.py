@@ -21,3 +21,11 @@ def redis() -> Iterator[RedisServer]:
 @pytest.fixture
 def sample() -> dict[str, Any]:
     return sample_project()
+
+
+
+def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Any]:
+    """Tests run on uvloop, the loop `bem serve` runs on."""
+    import uvloop
+
+    return {"uvloop": uvloop.new_event_loop}
