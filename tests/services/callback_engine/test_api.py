@@ -14,7 +14,7 @@ import pytest_asyncio
 from bem.data import sample_project
 from bem.runtime.supervisor import Supervisor
 from bem.services.callback_engine.compute import index_graph, process_event
-from tests.support import make_settings, run_cluster, url_of
+from tests.support import free_port, make_settings, run_cluster, url_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -226,3 +226,22 @@ async def test_unknown_event_is_404_naming_it(ce: httpx.AsyncClient, event_id: s
     r = await ce.get(f"/events/{event_id}")
     assert r.status_code == 404, r.text
     assert r.json()["field"] == "event_id" and "no event" in r.json()["message"]
+
+
+async def test_unavailable_graph_runtime_defers_without_counting() -> None:
+    port = free_port()
+    alone = make_settings(workers=0, graph_runtime_port=port, callback_max_attempts=1)
+    async with run_cluster(settings=alone, services=["callback_engine"]) as sup, \
+            httpx.AsyncClient(base_url=url_of(sup, "callback_engine")) as ce:
+        [a] = await submit(ce, event("bid", "V01"))
+        deadline = time.monotonic() + 10
+        while "retrying" not in (lag := (await ce.get("/health")).json()["checks"][
+                "eventlog:lag"][0]).get("output", "") and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert lag["status"] == "warn" and "graph_runtime unreachable" in lag["output"]
+        state = (await ce.get(f"/events/{a['event_id']}")).json()
+        assert (state["status"], state["attempts"]) == ("pending", 0)  # one attempt allowed
+        async with run_cluster(settings=make_settings(workers=0, graph_runtime_port=port),
+                               services=["graph_runtime"]):
+            state = await finished(ce, a["event_id"])
+        assert (state["status"], state["attempts"]) == ("processed", 1)
