@@ -10,7 +10,12 @@ import httpx
 import pytest
 from starlette.requests import Request
 
-from bem.services.graphql.routing import is_idempotent, request_headers, response_headers
+from bem.services.graphql.routing import (
+    is_idempotent,
+    request_headers,
+    response_headers,
+    target_of,
+)
 from tests.support import Topology, redis_server
 
 pytestmark = pytest.mark.slow
@@ -86,22 +91,39 @@ def test_unknown_service_is_a_404_naming_it(gateway: httpx.Client) -> None:
         assert "graph_runtime" in body["message"]  # names what is routable
 
 
-def test_graphql_reaches_the_backends_over_http(gateway: httpx.Client,
-                                                sample: dict[str, Any]) -> None:
+def test_graphql_reaches_every_service_over_http(gateway: httpx.Client,
+                                                 sample: dict[str, Any]) -> None:
     before = calls_over_http(gateway)
-    stored = gql(gateway, "mutation($g: GraphInput!) { store_graph(graph: $g) { graph_id } }",
-                 {"g": sample})["data"]["store_graph"]
-    data = gql(gateway, """query($id: ID!) {
+    mutation = gql(gateway, """mutation($g: GraphInput!, $events: [EventInput!]!) {
+        store_graph(graph: $g) { graph_id }
+        run_dag(graph: $g) { manufacturing_score critical_path { length } }
+        submit_events(events: $events) { durable events { event_id } } }""",
+                   {"g": sample, "events": [{"idempotency_key": "routing-1", "type": "decay",
+                                             "node": "V01"}]})["data"]
+    assert mutation["run_dag"]["critical_path"]["length"] == 12.0
+    assert mutation["submit_events"]["durable"] is True  # the Redis stream
+    event_id = mutation["submit_events"]["events"][0]["event_id"]
+    data = gql(gateway, """query($id: ID!, $event: ID!, $select: JSON!) {
         graph(id: $id) { analysis(metrics: [critical_path]) { critical_path { length } } }
         evaluate(formula: "roi", params: {final_value: 150, cost: 100}) {
           outputs { name value } }
-        health { status clusters { name status } } }""", {"id": stored["graph_id"]})["data"]
+        functor_types { types { name } }
+        select_options(problem: $select) { optimal }
+        event(id: $event) { event_id }
+        event_stats
+        health { status clusters { name status } } }""",
+               {"id": mutation["store_graph"]["graph_id"], "event": event_id,
+                "select": {"components": [{"id": "A", "options": [{"id": "x"}]}]}})["data"]
     assert data["graph"]["analysis"]["critical_path"]["length"] == 12.0
     roi = {o["name"]: o["value"] for o in data["evaluate"]["outputs"]}
     assert roi["roi"] == pytest.approx(0.5)
+    assert "aggregator" in {t["name"] for t in data["functor_types"]["types"]}
+    assert data["select_options"]["optimal"] is True
+    assert data["event"]["event_id"] == event_id and data["event_stats"]["durable"] is True
     assert {c["name"] for c in data["health"]["clusters"]} == {"compute", "logic", "gateway"}
     after = calls_over_http(gateway)
-    for target in ("graph_runtime", "sfde"):
+    for target in ("graph_runtime", "sfde", "dag_alpha", "functor_types", "callback_engine",
+                   "optimization"):
         assert after.get(target, 0) > before.get(target, 0), target
 
 
@@ -129,10 +151,25 @@ def test_a_backend_that_is_down_is_a_clear_error(gateway: httpx.Client,
 
 
 # --- the header rules, on their own ----------------------------------------------------------
-def make_request(headers: list[tuple[str, str]]) -> Request:
-    return Request({"type": "http", "method": "GET", "path": "/x", "query_string": b"",
+def make_request(headers: list[tuple[str, str]], raw_path: bytes = b"/x",
+                 query: bytes = b"") -> Request:
+    return Request({"type": "http", "method": "GET", "path": "/x", "raw_path": raw_path,
+                    "query_string": query,
                     "headers": [(k.encode(), v.encode()) for k, v in headers],
                     "client": ("10.0.0.7", 5555), "scheme": "https", "server": ("gw", 443)})
+
+
+@pytest.mark.parametrize(("raw", "rest", "query", "keyed", "target"), [
+    (b"/sfde/formulas/a%20b", "formulas/a b", b"", False, "/formulas/a%20b"),
+    (b"/sfde/", "", b"", False, "/"),
+    (b"/sfde/x", "x", b"n=1&api_key=k&m=2", True, "/x?n=1&m=2"),
+    (b"/sfde/x", "x", b"n=1&api_key=k", False, "/x?n=1&api_key=k"),
+    # the client encoded the service name itself: the decoded rest is re-encoded
+    (b"/sf%64e/formulas/a%20b", "formulas/a b", b"", False, "/formulas/a%20b"),
+])
+def test_target_keeps_the_path_as_sent(raw: bytes, rest: str, query: bytes, keyed: bool,
+                                       target: str) -> None:
+    assert target_of(make_request([], raw, query), "sfde", rest, keyed) == target
 
 
 def test_hop_by_hop_headers_are_not_forwarded() -> None:

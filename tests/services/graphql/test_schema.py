@@ -336,3 +336,42 @@ async def wait_processed(http: httpx.AsyncClient, event_id: str) -> dict[str, An
                 assert event["status"] == "processed", event
                 return event  # type: ignore[no-any-return]
             await asyncio.sleep(0.05)
+
+
+SELECT = {
+    "components": [
+        {"id": "V01", "options": [
+            {"id": "concrete", "cost": 42000, "scores": {"material": 0.7, "cost": 0.8}},
+            {"id": "steel", "cost": 61000, "scores": {"material": 0.9, "cost": 0.5}}]},
+        {"id": "V02", "options": [
+            {"id": "timber", "cost": 30000, "scores": {"material": 0.6, "cost": 0.9}},
+            {"id": "steel", "cost": 45000, "scores": {"material": 0.9, "cost": 0.6}}]}],
+    "budget": 90000, "weights": {"material": 1.0, "cost": 1.0}}
+
+
+async def test_optimization(http: httpx.AsyncClient) -> None:
+    data = await gql(http, """query($select: JSON!, $params: JSON!) {
+        select_options(problem: $select) { status optimal objective total_cost
+                                           selection { component option cost } }
+        optimize_parameters(problem: $params) { status optimal objective variables }
+    }""", {"select": SELECT, "params": {
+        "formula": "rectangular_section", "output": "area", "sense": "minimize",
+        "variables": [{"name": "h", "lower": 50, "upper": 1000}], "fixed": {"b": 200},
+        "constraints": [{"formula": "rectangular_section", "output": "section_modulus",
+                         "lower": 2.0e6}]}})
+    chosen = data["select_options"]
+    # Weighted scores: V01 concrete 1.5 > steel 1.4; V02 timber and steel both 1.5, and
+    # both fit the budget with concrete: the best total is 3.0 with concrete for V01.
+    assert chosen["status"] == "optimal" and chosen["optimal"] is True
+    assert chosen["objective"] == pytest.approx(3.0) and chosen["total_cost"] <= 90000
+    assert chosen["selection"][0] == {"component": "V01", "option": "concrete",
+                                      "cost": 42000.0}
+    optimum = data["optimize_parameters"]
+    assert optimum["optimal"] is True
+    # area = b h is smallest where S = b h^2 / 6 reaches 2e6 mm^3: h = sqrt(6 * 2e6 / 200)
+    assert optimum["variables"]["h"] == pytest.approx((6 * 2.0e6 / 200) ** 0.5, rel=1e-4)
+    assert optimum["objective"] == pytest.approx(200 * (6 * 2.0e6 / 200) ** 0.5, rel=1e-4)
+    body = await gql(http, '{ select_options(problem: {components: []}) { status } }',
+                     expect_errors=True)
+    assert body["errors"][0]["extensions"]["service"] == "optimization"
+    assert "components" in body["errors"][0]["message"]

@@ -64,19 +64,24 @@ class _GraphQLRouter(GraphQLRouter):  # type: ignore[type-arg]
 def _setup(app: FastAPI, ctx: ServiceContext) -> None:
     from bem.services.graphql.schema import MAX_SUBSCRIPTIONS, schema
 
+    async def context() -> dict[str, Any]:  # async: a sync one would run in a thread
+        return {"ctx": ctx}
+
     install_access(app, ctx)
     # No GraphiQL page: it loads its scripts from a CDN. Any GraphQL client works, and
     # introspection is on.
     app.include_router(_GraphQLRouter(
-        schema, path="/graphql", graphql_ide=None, context_getter=lambda: {"ctx": ctx},
+        schema, path="/graphql", graphql_ide=None, context_getter=context,
         max_subscriptions_per_connection=MAX_SUBSCRIPTIONS), tags=["graphql"])
 
     async def forward(request: Request, service: str, path: str) -> Response:
         """Forward to a replica of `service` (its own API: see its /docs)."""
-        return await ctx.state["router"].handle(request, service)  # type: ignore[no-any-return]
+        return await ctx.state["router"].handle(  # type: ignore[no-any-return]
+            request, service, path)
 
     app.add_api_route(
         "/{service}/{path:path}", forward, methods=METHODS, tags=["routing"],
         response_class=Response, name="route",
         responses={404: ERROR_RESPONSES[422] | {"description": "unknown service"},
-                   503: ERROR_RESPONSES[503], 504: {"description": "the replica timed out"}})
+                   503: ERROR_RESPONSES[503], 504: {"description": "the replica timed out"},
+                   "default": {"description": "whatever the service answers (its /docs)"}})

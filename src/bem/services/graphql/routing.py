@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import httpx
 from fastapi import Request
@@ -92,14 +93,19 @@ def response_headers(response: httpx.Response) -> dict[str, str]:
     return {k: v for k, v in items if k not in drop}
 
 
-def target_of(request: Request, service: str) -> str:
-    """Path and query to send, still percent-encoded as the client sent them."""
-    raw = request.scope.get("raw_path") or request.url.path.encode()
-    prefix = f"/{service}".encode()
-    path = raw[len(prefix):] if raw.startswith(prefix) else request.url.path.encode()
-    query = request.scope.get("query_string", b"")
-    target = (path or b"/").decode("latin-1")
-    return f"{target}?{query.decode('latin-1')}" if query else target
+def target_of(request: Request, service: str, rest: str, strip_credentials: bool) -> str:
+    """Path and query to send, percent-encoded as the client sent them (`rest` is the path
+    after the service, decoded: used when the client encoded the service name itself)."""
+    raw = request.scope.get("raw_path") or b""
+    prefix = f"/{service}/".encode()
+    if raw.startswith(prefix):
+        path = raw[len(prefix) - 1:].decode("latin-1")
+    else:
+        path = "/" + quote(rest, safe="/:@!$&'()*+,;=")
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    if strip_credentials and "api_key" in query:  # the gateway's credential, not the service's
+        query = "&".join(p for p in query.split("&") if p.split("=", 1)[0] != "api_key")
+    return f"{path}?{query}" if query else path
 
 
 @dataclass
@@ -128,14 +134,15 @@ class Router:
             await client.aclose()
         self._local.clear()
 
-    async def handle(self, request: Request, service: str) -> Response:
+    async def handle(self, request: Request, service: str, rest: str) -> Response:
         if service not in ROUTABLE:
             return error_response(NotFound(
                 f"no service {service!r} behind the gateway; routable services: "
                 f"{', '.join(ROUTABLE)}", field="service"))
-        target = target_of(request, service)
+        keyed = bool(self.ctx.settings.api_key_set)
+        target = target_of(request, service, rest, keyed)
         out = Outbound(service=service, method=request.method, target=target,
-                       headers=request_headers(request, bool(self.ctx.settings.api_key_set)),
+                       headers=request_headers(request, keyed),
                        body=await request.body(),
                        idempotent=is_idempotent(service, request.method,
                                                 target.split("?", 1)[0]))

@@ -51,6 +51,12 @@ from bem.services.graphql.formulas import (
     formulas_from,
 )
 from bem.services.graphql.health import Health, health_from
+from bem.services.graphql.optimization import (
+    ParameterOptimum,
+    Selection,
+    optimum_from,
+    selection_from,
+)
 from bem.services.graphql.registry import (
     Affinity,
     Compatibility,
@@ -185,15 +191,17 @@ class Query:
         return dag_run_from(await call(info, "dag_alpha", "run", _source(graph_id, graph)))
 
     # --- optimization ------------------------------------------------------------------
-    @strawberry.field(description="Choose one option per component (optimization POST "
-                                  "/select, a MILP).")
-    async def select_options(self, info: Info, problem: JSON) -> JSON:
-        return await call_json(info, "optimization", "select", problem)
+    @strawberry.field(description="Choose one option per component under a budget and "
+                                  "constraints (`problem`: the body of optimization POST "
+                                  "/select; a MILP).")
+    async def select_options(self, info: Info, problem: JSON) -> Selection:
+        return selection_from(await call(info, "optimization", "select", problem))
 
-    @strawberry.field(description="Optimise continuous parameters of a formula "
-                                  "(optimization POST /parameters).")
-    async def optimize_parameters(self, info: Info, problem: JSON) -> JSON:
-        return await call_json(info, "optimization", "parameters", problem)
+    @strawberry.field(description="Minimise or maximise an sfde formula output over bounded "
+                                  "parameters (`problem`: the body of optimization POST "
+                                  "/parameters).")
+    async def optimize_parameters(self, info: Info, problem: JSON) -> ParameterOptimum:
+        return optimum_from(await call(info, "optimization", "parameters", problem))
 
     # --- callback_engine ---------------------------------------------------------------
     @strawberry.field(description="An accepted event and its processing status.")
