@@ -30,3 +30,8 @@ def invalid() -> None:
 
 def die() -> None:
     os._exit(17)
+
+
+def exit_at_once(_conn: object, _threads: int) -> None:
+    """A worker main that dies before serving anything (a broken worker environment)."""
+    os._exit(3)

@@ -11,7 +11,7 @@ import pytest
 
 from bem.errors import ServiceUnavailable, UpstreamTimeout, ValidationFailed
 from bem.runtime.metrics import Metrics
-from bem.runtime.pool import ComputePool
+from bem.runtime.pool import ComputePool, _Worker
 from tests.runtime import tasks
 
 
@@ -79,3 +79,28 @@ async def test_time_limit(pool: ComputePool) -> None:
         await pool.run(tasks.pid_after, 5, timeout=0.3)
     assert await pool.run(tasks.square, 4) == 16
     assert pool.restarts == 1
+
+
+class StillbornPool(ComputePool):
+    """Workers that die right after starting, as with an unimportable environment."""
+
+    def _spawn(self) -> _Worker:
+        parent, child = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(target=tasks.exit_at_once, args=(child, 1), daemon=True)
+        process.start()
+        child.close()
+        return _Worker(process, parent)
+
+
+async def test_workers_dying_at_birth_back_off_and_fail_health() -> None:
+    p = StillbornPool(1, numpy_threads=1, task_timeout=5, metrics=Metrics("t"),
+                      preload=["tests.runtime.tasks"])
+    await p.start()
+    try:
+        while p.health()["status"] != "fail":
+            await asyncio.sleep(0.05)
+        restarts = p.restarts
+        await asyncio.sleep(0.5)  # backing off: no respawn storm
+        assert p.restarts - restarts <= 2
+    finally:
+        await p.close()

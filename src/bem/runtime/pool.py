@@ -38,6 +38,7 @@ from bem.runtime.metrics import SHARED, Metrics
 log = logging.getLogger("bem.pool")
 
 BASE_PRELOAD = ("bem.runtime.pool", "numpy", "scipy.optimize", "scipy.sparse", "networkx")
+STILLBORN_SECONDS = 2.0
 _BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
              "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
@@ -83,6 +84,7 @@ class _Worker:
         self.alive = True
         self.future: asyncio.Future[tuple[bool, Any, float]] | None = None
         self.task_id = -1
+        self.born = time.monotonic()
 
 
 class ComputePool:
@@ -102,6 +104,7 @@ class ComputePool:
         self._closing = False
         self._started = False
         self.restarts = 0
+        self._stillborn = 0  # consecutive workers that died right after starting
         c = metrics.cluster
         self._m_queue = metrics.pool_queue.labels(SHARED, c)
         self._m_workers = metrics.pool_workers.labels(SHARED, c)
@@ -290,11 +293,22 @@ class ComputePool:
         self._m_workers.set(sum(w.alive for w in self._workers))
         if self._closing:
             return
+        # A worker that dies at birth (bad environment, unimportable module) would die again
+        # at once: back off exponentially instead of spinning, and say so in health.
+        if reason == "crash" and time.monotonic() - worker.born < STILLBORN_SECONDS:
+            self._stillborn += 1
+        else:
+            self._stillborn = 0
+        delay = min(10.0, 0.05 * 2 ** self._stillborn) if self._stillborn else 0.0
+        if self._stillborn == 5:
+            log.error("compute workers keep dying at start-up; respawning every %.0fs at most",
+                      10.0)
         assert self._loop is not None
-        task = self._loop.create_task(self._respawn())
+        task = self._loop.create_task(self._respawn(delay))
         task.add_done_callback(_log_failure)
 
-    async def _respawn(self) -> None:
+    async def _respawn(self, delay: float) -> None:
+        await asyncio.sleep(delay)
         worker = await asyncio.to_thread(self._spawn)
         if self._closing:
             worker.conn.close()
@@ -315,9 +329,12 @@ class ComputePool:
             return {"status": "pass", "observedValue": 0, "output": "inline mode (WORKERS=0)"}
         alive = sum(w.alive for w in self._workers)
         status = "pass" if alive == self.size else "warn"
+        if self._stillborn >= 3:
+            status = "fail"  # workers cannot start: big jobs will all fail
+        idle = sum(w.alive and w.future is None for w in self._workers)
         return {"status": status, "observedValue": alive, "observedUnit": "workers",
                 "output": f"{alive}/{self.size} workers, {self.restarts} restarts, "
-                          f"{self._idle.qsize()} idle"}
+                          f"{idle} idle"}
 
 
 def _name(fn: Callable[..., Any]) -> str:
