@@ -34,7 +34,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
-from benchmarks.launch import SETTINGS, Running, private_redis, ready, start  # noqa: E402
+from benchmarks.launch import (  # noqa: E402
+    SETTINGS,
+    Running,
+    exit_on_sigterm,
+    private_redis,
+    ready,
+    start,
+)
 
 # (label, modules); "service:<name>" = that service's API module and its compute modules.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -226,6 +233,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures")
     args = parser.parse_args()
+    exit_on_sigterm()
     print("importing layer by layer, then each alone ...", flush=True)
     layers = by_layer()
     print("python -X importtime ...", flush=True)

@@ -20,10 +20,10 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.support and benchmarks.* when run as a script
 
-from benchmarks import hop  # noqa: E402
 from tests.support import ClusterProcess, RedisServer, base_env, port_plan  # noqa: E402
 
 from bem.clusters import TOPOLOGIES  # noqa: E402
+from benchmarks import hop  # noqa: E402
 
 # Identical for every topology. The gateway's rate limit is lifted: the benchmark is one
 # client sending thousands of requests a second, and a 429 would measure the limiter.
@@ -33,6 +33,15 @@ SETTINGS: dict[str, Any] = {
     "rate_limit_rps": 1_000_000, "rate_limit_burst": 1_000_000,
 }
 STARTUP_TIMEOUT = 180.0  # nine processes importing NumPy/SciPy on two busy cores are slow
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (a `timeout`, a CI cancel) into SystemExit, so the `finally` blocks
+    stop every process and the redis-server this run started instead of orphaning them."""
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 class LaunchFailed(RuntimeError):

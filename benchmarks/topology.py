@@ -44,9 +44,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `benchmarks.*` and tests.support when run as a script
 
-from benchmarks import poolcache, report  # noqa: E402
 from benchmarks.hop import measure_hop  # noqa: E402
-from benchmarks.launch import SETTINGS, flush_all, launch, private_redis  # noqa: E402
+from benchmarks.launch import (  # noqa: E402
+    SETTINGS,
+    exit_on_sigterm,
+    flush_all,
+    launch,
+    private_redis,
+)
 from benchmarks.load import (  # noqa: E402
     Samples,
     Workload,
@@ -56,6 +61,7 @@ from benchmarks.load import (  # noqa: E402
 )
 
 from bem.clusters import TOPOLOGIES  # noqa: E402
+from benchmarks import poolcache, report  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 ORDER = ("sprawl", "optimized", "single")
@@ -319,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"where to write the results (default: {RESULTS.relative_to(ROOT)})")
     args = parser.parse_args(argv)
     say = Progress()
+    exit_on_sigterm()
     command = "bem bench" + (" --quick" if args.quick else "")
     result = run("quick" if args.quick else "full", command, say)
     paths = write(result, args.results)
