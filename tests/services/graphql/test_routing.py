@@ -3,6 +3,7 @@ REST routing `/{service}/{path}` and GraphQL resolvers over HTTP."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,11 +21,15 @@ from tests.support import Topology, redis_server
 
 pytestmark = pytest.mark.slow
 
+HOP_TIMEOUT = 3  # seconds
+
 
 @pytest.fixture(scope="module")
 def topo() -> Iterator[Topology]:
+    # A short per-hop time-out, so that a hung backend is seen to be bounded.
     with redis_server() as redis, \
-            Topology(["compute", "logic", "gateway"], redis_url=redis.url) as topology:
+            Topology(["compute", "logic", "gateway"], redis_url=redis.url,
+                     request_timeout=HOP_TIMEOUT) as topology:
         yield topology
 
 
@@ -113,7 +118,10 @@ def test_graphql_reaches_every_service_over_http(gateway: httpx.Client,
         event_stats
         health { status clusters { name status } } }""",
                {"id": mutation["store_graph"]["graph_id"], "event": event_id,
-                "select": {"components": [{"id": "A", "options": [{"id": "x"}]}]}})["data"]
+                "select": {"components": [{"id": "A", "options": [{"id": "x"}]}],
+                           "time_limit": HOP_TIMEOUT - 1}})
+    assert "errors" not in data, data["errors"]
+    data = data["data"]
     assert data["graph"]["analysis"]["critical_path"]["length"] == 12.0
     roi = {o["name"]: o["value"] for o in data["evaluate"]["outputs"]}
     assert roi["roi"] == pytest.approx(0.5)
@@ -133,6 +141,20 @@ def test_graphql_errors_keep_the_backend_message_over_http(gateway: httpx.Client
     assert "options.top_k" in error["message"]
     assert (error["extensions"]["status"], error["extensions"]["service"]) == (422,
                                                                                 "graph_runtime")
+
+
+def test_a_hung_backend_is_a_bounded_error(gateway: httpx.Client, topo: Topology) -> None:
+    """SIGSTOP: the kernel still accepts connections, nothing answers."""
+    topo["compute"].signal(signal.SIGSTOP)
+    try:
+        body = gql(gateway, "{ sample_graph { name } }")
+        error = body["errors"][0]
+        assert (error["extensions"]["code"], error["extensions"]["status"]) == ("timeout", 504)
+        assert f"within {HOP_TIMEOUT} s" in error["message"]
+        answer = gateway.get("/graph_runtime/sample")
+        assert answer.status_code == 504 and "graph_runtime" in answer.json()["message"]
+    finally:
+        topo["compute"].signal(signal.SIGCONT)
 
 
 def test_a_backend_that_is_down_is_a_clear_error(gateway: httpx.Client,
