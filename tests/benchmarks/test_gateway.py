@@ -1,0 +1,43 @@
+"""The gateway benchmark's measuring functions: wrk's report parsed, and one real short
+measurement of the bare endpoint (rate, CPU per request, no errors). No timing is asserted."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from benchmarks.gateway import bare_server, measure, parse_wrk, table
+
+WRK_OUTPUT = """Running 8s test @ http://127.0.0.1:41234/ping
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    12.10ms    8.31ms 120.44ms   84.12%
+    Req/Sec     2.63k   310.27     3.10k    81.25%
+  Latency Distribution
+     50%   10.37ms
+     75%   14.02ms
+     90%   20.11ms
+     99%   44.00ms
+  20950 requests in 8.00s, 2.96MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 5
+Requests/sec:   2618.75
+Transfer/sec:    378.50KB
+"""
+
+
+def test_wrk_report_is_parsed() -> None:
+    assert parse_wrk(WRK_OUTPUT) == {"rps": 2618.75, "requests": 20950, "p50_ms": 10.37,
+                                     "p99_ms": 44.0, "non_2xx": 5, "socket_errors": 3}
+    assert parse_wrk(WRK_OUTPUT.replace("99%   44.00ms", "99%    1.20s"))["p99_ms"] == 1200.0
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_a_short_real_measurement() -> None:
+    with bare_server() as (url, pid):
+        (result,) = measure([{"case": "bare", "topology": "t", "url": url + "/ping"}],
+                            seconds=1, connections=4, rounds=1, servers=[pid])
+    assert result["requests"] > 0 and result["rps"] > 0
+    assert result["non_2xx"] == 0 and result["socket_errors"] == 0
+    assert result["cpu_ms_per_request"] > 0
+    assert "| t | bare FastAPI" in table([result])
