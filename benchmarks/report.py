@@ -148,7 +148,8 @@ def _extra_table(result: dict[str, Any]) -> list[str]:
         rows.append(f"| pool: {pool['concurrent_requests']} concurrent betweenness analyses "
                     f"({pool['nodes']} nodes, {pool['edges']} edges), WORKERS=1 vs 2 | "
                     f"{pool['wall_s_workers_1']} s vs {pool['wall_s_workers_2']} s: "
-                    f"speed-up {pool['speedup']}x"
+                    f"speed-up {pool['speedup']}x (time inside the workers: "
+                    f"{pool['task_s_workers_1']} s vs {pool['task_s_workers_2']} s)"
                     f"{'' if pool['all_in_pool'] else ' (NOT all ran in the pool)'} |")
     if "miss_ms" in cache:
         ok = "confirmed by the cache counters" if cache["levels_confirmed"] else \
