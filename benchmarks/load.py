@@ -238,11 +238,12 @@ class Samples:
         self.examples = (self.examples + other.examples)[:3]
 
     def summary(self, concurrency: int) -> dict[str, Any]:
-        lat = self.latencies_ms or [float("nan")]
-        out = {"requests": len(self.latencies_ms) + self.errors, "errors": self.errors,
-               "concurrency": concurrency,
-               **{f"p{q}_ms": round(percentile(lat, q / 100), 2) for q in (50, 95, 99)},
-               "mean_ms": round(sum(lat) / len(lat), 2)}
+        lat = self.latencies_ms
+        out: dict[str, Any] = {"requests": len(lat) + self.errors, "errors": self.errors,
+                               "concurrency": concurrency}
+        for q in (50, 95, 99):  # None when every request failed: no latency to report
+            out[f"p{q}_ms"] = round(percentile(lat, q / 100), 2) if lat else None
+        out["mean_ms"] = round(sum(lat) / len(lat), 2) if lat else None
         if self.examples:
             out["error_examples"] = self.examples
         return out

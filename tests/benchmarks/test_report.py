@@ -122,3 +122,9 @@ def test_import_probe_reports_memory_per_layer() -> None:
     assert [s["layer"] for s in steps] == ["python", "orjson", "bem graph model"]
     assert all(s["VmRSS"] >= s["RssAnon"] > 0 for s in steps)
     assert steps[2]["VmRSS"] > steps[0]["VmRSS"]  # pydantic and the model were loaded
+
+
+def test_a_series_that_only_failed_shows_its_errors_and_no_percentiles() -> None:
+    summary = Samples(errors=3, examples=["503 busy"]).summary(concurrency=4)
+    assert summary["p50_ms"] is None and summary["errors"] == summary["requests"] == 3
+    assert report._latency_cell(summary) == "- / - / - (3 errors)"
