@@ -6,6 +6,7 @@ schema is exercised directly here (batching, an HTTP-level limit, is in test_sch
 
 from __future__ import annotations
 
+import pytest
 from graphql import get_introspection_query
 
 from bem.services.graphql.schema import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS, schema
@@ -51,3 +52,13 @@ async def test_introspection_is_allowed() -> None:
     types = {t["name"] for t in result.data["__schema"]["types"]}
     assert {"Graph", "Analysis", "Pulse", "Event", "Health", "Metric"} <= types
     assert result.data["__schema"]["subscriptionType"]["name"] == "Subscription"
+
+
+async def test_unexpected_failures_are_masked_and_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Executed without the gateway's context, the resolver fails with a plain Python error:
+    # the client sees no internals, the log has the traceback.
+    result = await schema.execute("{ sample_graph { name } }")
+    assert [e.message for e in result.errors or ()] == [
+        "internal error in the gateway; see its log"]
+    assert any(r.levelname == "ERROR" and r.exc_info for r in caplog.records)

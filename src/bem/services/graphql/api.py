@@ -62,6 +62,7 @@ class _GraphQLRouter(GraphQLRouter):  # type: ignore[type-arg]
 
 @service.setup
 def _setup(app: FastAPI, ctx: ServiceContext) -> None:
+    # Imported here: building the schema is work only a process serving the gateway does.
     from bem.services.graphql.schema import MAX_SUBSCRIPTIONS, schema
 
     async def context() -> dict[str, Any]:  # async: a sync one would run in a thread

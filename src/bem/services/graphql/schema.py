@@ -118,7 +118,7 @@ class Query:
     async def sample_graph(self, info: Info) -> Graph:
         return graph_from(await call(info, "graph_runtime", "sample"))
 
-    @strawberry.field(description="Analyse a stored (`graphId`) or inline (`graph`) graph; "
+    @strawberry.field(description="Analyse a stored (`graph_id`) or inline (`graph`) graph; "
                                   "only the requested `metrics` are filled in.")
     async def analyze(self, info: Info, graph_id: strawberry.ID | None = None,
                       graph: GraphInput | None = None,
@@ -286,7 +286,7 @@ class GatewaySchema(strawberry.Schema):
 schema = GatewaySchema(
     query=Query, mutation=Mutation, subscription=Subscription,
     # snake_case names, as in every other API of the platform: the graph JSON a client sends
-    # to POST /graphs is, unchanged, the `graph` variable of storeGraph.
+    # to POST /graphs is, unchanged, the `graph` variable of store_graph.
     config=StrawberryConfig(auto_camel_case=False,
                             batching_config={"max_operations": MAX_BATCH}),
     # Factories, not instances: an extension may keep per-request state, so each request
