@@ -1,7 +1,7 @@
 """Events processed per second by the callback engine at CALLBACK_BATCH_SIZE 1, 10 and 100.
 
     .venv/bin/python benchmarks/events.py [--events 5000] [--batch-sizes 1 10 100]
-                                          [--appendfsync everysec|always]
+                                          [--appendfsync everysec|always] [--repeat 3]
 
 For each batch size, on a fresh private redis-server (append-only; fsync every second as in
 deploy/, or after every write with --appendfsync always, as in the tests): append a backlog
@@ -10,8 +10,10 @@ pulse types over the ten sample nodes), then start the real
 `bem serve compute` and `bem serve logic` processes with that CALLBACK_BATCH_SIZE and wait
 until the consumer has finished every event. The rate is measured from the records
 themselves: (N - 1) / (last finished_at - first finished_at), so process start-up and
-polling do not count. Every event is processed for real: routing, callbacks, its record
-stored and its pulses published on the Redis channel, atomically.
+polling do not count. With --repeat, the batch sizes are measured in turn, round after
+round, and the median rate is reported (the machine may be shared). Every event is
+processed for real: routing, callbacks, its record stored and its pulses published on the
+Redis channel, atomically.
 
 Writes benchmarks/results/events-<appendfsync>-<date>-<host>.json and prints a markdown table.
 """
@@ -25,6 +27,7 @@ import json
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -106,11 +109,20 @@ def measure(batch_size: int, n: int, fsync: str) -> dict[str, Any]:
             "failed": stats["failed"], "load_average_before": round(load, 2)}
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| CALLBACK_BATCH_SIZE | events | seconds | events processed / s |",
-             "|---:|---:|---:|---:|"]
-    lines += [f"| {r['batch_size']} | {r['events']} | {r['seconds']} | "
-              f"{r['events_per_second']} |" for r in rows]
+def summarise(runs: list[dict[str, Any]], sizes: list[int]) -> list[dict[str, Any]]:
+    out = []
+    for size in sizes:
+        rates = sorted(r["events_per_second"] for r in runs if r["batch_size"] == size)
+        out.append({"batch_size": size, "median_events_per_second": statistics.median(rates),
+                    "min": rates[0], "max": rates[-1], "runs": len(rates)})
+    return out
+
+
+def table(summary: list[dict[str, Any]], events: int) -> str:
+    lines = ["| CALLBACK_BATCH_SIZE | events per run | events processed / s, median | "
+             "min - max | runs |", "|---:|---:|---:|---:|---:|"]
+    lines += [f"| {s['batch_size']} | {events} | {s['median_events_per_second']} | "
+              f"{s['min']} - {s['max']} | {s['runs']} |" for s in summary]
     return "\n".join(lines)
 
 
@@ -125,23 +137,27 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 10, 100])
     parser.add_argument("--appendfsync", choices=["everysec", "always"], default="everysec",
                         help="Redis fsync policy (deploy/ uses everysec)")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds over the batch sizes")
     args = parser.parse_args()
     rows = []
-    for size in args.batch_sizes:
-        print(f"CALLBACK_BATCH_SIZE={size}: {args.events} events ...", flush=True)
-        rows.append(measure(size, args.events, args.appendfsync))
-        print(f"  {rows[-1]['events_per_second']} events/s", flush=True)
+    for round_ in range(1, args.repeat + 1):
+        for size in args.batch_sizes:
+            print(f"round {round_}, CALLBACK_BATCH_SIZE={size}: {args.events} events ...",
+                  flush=True)
+            rows.append(measure(size, args.events, args.appendfsync))
+            print(f"  {rows[-1]['events_per_second']} events/s", flush=True)
+    summary = summarise(rows, args.batch_sizes)
     result = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "host": socket.gethostname(), "machine": platform.machine(),
               "cpus": os.cpu_count(), "python": platform.python_version(),
               "redis": redis_version(), "appendfsync": args.appendfsync,
               "command": " ".join(["benchmarks/events.py", *sys.argv[1:]]),
-              "runs": rows}
+              "summary": summary, "runs": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = f"events-{args.appendfsync}-{dt.date.today().isoformat()}-{socket.gethostname()}"
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    print(table(rows))
+    print(table(summary, args.events))
     print(f"written: {path.relative_to(ROOT)}")
 
 
