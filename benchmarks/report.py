@@ -230,7 +230,8 @@ def chart(result: dict[str, Any], path: Path) -> None:
     left.invert_yaxis()
     left.set_xlabel("ratio to sprawl (1.0 = same; guide: memory <= 0.67 dashed, "
                     "start-up <= 0.40 dotted)", fontsize=8)
-    left.legend(fontsize=8, loc="lower right")
+    left.margins(x=0.15)  # room for the bar labels
+    left.legend(fontsize=8, loc="best", framealpha=0.9)
     left.set_title("Topologies relative to sprawl (9 processes)", fontsize=10)
 
     extra = {"HTTP hop /\nin-process": r["hop_http/in_process"],
