@@ -51,14 +51,22 @@ class Subscription:
 
 
 class PulseBus:
-    def __init__(self, redis: RedisLink) -> None:
+    def __init__(self, redis: RedisLink, *, listen: bool = True) -> None:
+        """`listen`: subscribe to Redis from the start (a process hosting a consumer of the
+        bus). Otherwise the subscription starts with the first local subscriber: a process
+        that only publishes never decodes every message of the platform."""
         self.redis = redis
+        self.listen = listen
         self._subs: dict[str, set[Subscription]] = {}
         self._listener: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
 
     async def start(self) -> None:
-        if self.redis.configured:
+        if self.listen:
+            self._start_listener()
+
+    def _start_listener(self) -> None:
+        if self.redis.configured and self._listener is None:
             self._listener = asyncio.get_running_loop().create_task(self._listen())
 
     async def close(self) -> None:
@@ -78,6 +86,7 @@ class PulseBus:
     def subscribe(self, topic: str, maxsize: int = QUEUE_SIZE) -> Any:
         sub = Subscription(topic, maxsize)
         self._subs.setdefault(topic, set()).add(sub)
+        self._start_listener()
         try:
             yield sub
         finally:

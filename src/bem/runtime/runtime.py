@@ -7,6 +7,7 @@ order, collecting errors instead of stopping at the first.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import os
@@ -51,7 +52,7 @@ class Runtime:
         self.registry = Registry(settings, self.redis, instance_id=self.instance_id,
                                  cluster=cluster)
         self.client = ServiceClient(self, self.registry)
-        self.bus = PulseBus(self.redis)
+        self.bus = PulseBus(self.redis, listen=any(s.subscribes for s in specs))
         self.contexts: dict[str, ServiceContext] = {s.name: ServiceContext(s, self)
                                                     for s in specs}
         self.addresses: dict[str, str] = {}  # local service -> URL peers reach it at
@@ -59,22 +60,31 @@ class Runtime:
         self.ready = False
         self.stopping = False
         self._started_at = time.monotonic()
+        self._pool_start: asyncio.Task[None] | None = None
 
     @property
     def uptime(self) -> float:
         return time.monotonic() - self._started_at
 
     async def start(self) -> None:
+        """Start the shared resources. The pool boots in the background (its forkserver
+        imports NumPy/SciPy while this process does the same); `pool_started()` waits."""
+        self._pool_start = asyncio.create_task(self.pool.start(), name="pool-start")
         for ctx in self.contexts.values():  # first request must not pay the import
             for module in ctx.spec.compute_modules:
                 importlib.import_module(module)
         await self.redis.start()
         await self.bus.start()
-        await self.pool.start()
+
+    async def pool_started(self) -> None:
+        await self._pool_start
 
     async def close(self) -> list[BaseException]:
         """Release everything in reverse order of start; returns the errors met."""
         errors: list[BaseException] = []
+        if self._pool_start is not None and not self._pool_start.done():
+            self._pool_start.cancel()
+            await asyncio.gather(self._pool_start, return_exceptions=True)
         for closer in (self.registry.deregister, self.pool.close, self.bus.close,
                        self.client.close, self.redis.close):
             try:

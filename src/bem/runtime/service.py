@@ -208,6 +208,7 @@ class ServiceSpec:
     description: str
     gateway: bool = False
     uses_pool: bool = False
+    subscribes: bool = False  # consumes the pulse bus: its process listens from start-up
     compute_modules: tuple[str, ...] = ()
     legacy_operation: str | None = None
     operations: dict[str, Operation] = field(default_factory=dict)

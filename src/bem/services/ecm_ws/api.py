@@ -38,6 +38,7 @@ service = ServiceSpec(
         f"loses its oldest pushes beyond {QUEUE_LIMIT} and is told so with a `dropped` message. "
         "Browsers pass the API key as `?api_key=`."),
     gateway=True,
+    subscribes=True,
 )
 
 

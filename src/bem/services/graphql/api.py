@@ -35,6 +35,7 @@ service = ServiceSpec(
         "token bucket per client (RATE_LIMIT_RPS, RATE_LIMIT_BURST) apply to every route "
         "except health."),
     gateway=True,
+    subscribes=True,
 )
 
 
