@@ -38,7 +38,9 @@ class Node(BaseModel):
     functor_type: str | None = Field(None, max_length=128,
                                      description="stateless_spatial | local_calcs | aggregator")
     callback: Callback | None = Field(None, description="dag | relational | combinatorial")
-    agent: int | None = Field(None, ge=0, description="owning agent")
+    # Bounded to GraphQL's Int (32-bit signed): a bigger number crashed the canonical orjson
+    # hash (a 500) and could not be read back through GraphQL.
+    agent: int | None = Field(None, ge=0, le=2**31 - 1, description="owning agent")
     attrs: dict[str, AttrValue] = Field(default_factory=dict,
                                         description="numeric or text attributes of the node")
 
