@@ -73,6 +73,8 @@ class ErrorBody(BaseModel):
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "malformed request (e.g. invalid JSON)"},
+    404: {"model": ErrorBody, "description": "what the request names (a graph, formula, "
+                                             "event, type...) does not exist"},
     413: {"model": ErrorBody, "description": "body, graph or expression over its size limit"},
     422: {"model": ErrorBody, "description": "invalid input; `field` names the offending field"},
     503: {"model": ErrorBody, "description": "a dependency is unavailable; retry later"},

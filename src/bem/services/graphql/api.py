@@ -74,16 +74,19 @@ def _setup(app: FastAPI, ctx: ServiceContext) -> None:
     # introspection is on.
     app.include_router(_GraphQLRouter(
         schema, path="/graphql", graphql_ide=None, context_getter=context,
-        max_subscriptions_per_connection=MAX_SUBSCRIPTIONS), tags=["graphql"])
+        max_subscriptions_per_connection=MAX_SUBSCRIPTIONS), tags=["graphql"],
+        responses={400: ERROR_RESPONSES[400], 413: ERROR_RESPONSES[413]})
 
     async def forward(request: Request, service: str, path: str) -> Response:
         """Forward to a replica of `service` (its own API: see its /docs)."""
         return await ctx.state["router"].handle(  # type: ignore[no-any-return]
             request, service, path)
 
-    app.add_api_route(
-        "/{service}/{path:path}", forward, methods=METHODS, tags=["routing"],
-        response_class=Response, name="route",
-        responses={404: ERROR_RESPONSES[422] | {"description": "unknown service"},
-                   503: ERROR_RESPONSES[503], 504: {"description": "the replica timed out"},
-                   "default": {"description": "whatever the service answers (its /docs)"}})
+    for method in METHODS:  # one route per method: each gets its own OpenAPI operation id
+        app.add_api_route(
+            "/{service}/{path:path}", forward, methods=[method], tags=["routing"],
+            response_class=Response, name=f"route_{method.lower()}",
+            operation_id=f"route_{method.lower()}",
+            responses={404: ERROR_RESPONSES[422] | {"description": "unknown service"},
+                       503: ERROR_RESPONSES[503], 504: {"description": "the replica timed out"},
+                       "default": {"description": "whatever the service answers (its docs)"}})
