@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-import httpx
+import aiohttp
 import orjson
 
 from bem.clusters import members
@@ -25,11 +25,15 @@ async def check_health(settings: Settings, url: str | None, *, as_json: bool,
     # platform-wide view, which must not fail this process's HEALTHCHECK).
     target = base if "/cluster-health" in base else f"{base}/cluster-health/local"
     try:
-        async with httpx.AsyncClient(timeout=timeout) as http:
-            response = await http.get(target)
-        report = response.json()
-    except (httpx.HTTPError, ValueError) as exc:
-        print(f"bem health: {target} unreachable: {exc}", file=sys.stderr)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http, \
+                http.get(target) as response:
+            report = orjson.loads(await response.read())
+    except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
+        print(f"bem health: {target} unreachable: {exc!r}", file=sys.stderr)
+        return 1
+    if not isinstance(report, dict):
+        print(f"bem health: {target} answered something that is not a health report",
+              file=sys.stderr)
         return 1
     if as_json:
         print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())

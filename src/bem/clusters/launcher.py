@@ -14,7 +14,8 @@ import signal
 import sys
 import time
 
-import httpx
+import aiohttp
+import orjson
 
 from bem.clusters import TOPOLOGIES, members
 from bem.settings import Settings
@@ -85,7 +86,7 @@ class Launcher:
     async def _wait_healthy(self, start: float) -> bool:
         pending = {svc: self.settings.port_of(svc)
                    for child in self.children for svc in members(child.target)}
-        async with httpx.AsyncClient(timeout=2.0) as http:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0)) as http:
             while pending:
                 if self._stop.is_set():
                     return False
@@ -148,9 +149,9 @@ class Launcher:
             self.say(f"  stopped {child.target:<16} exit code {child.process.returncode}")
 
 
-async def _status(http: httpx.AsyncClient, port: int) -> str | None:
+async def _status(http: aiohttp.ClientSession, port: int) -> str | None:
     try:
-        response = await http.get(f"http://127.0.0.1:{port}/health")
-        return str(response.json().get("status"))
-    except (httpx.HTTPError, ValueError):
+        async with http.get(f"http://127.0.0.1:{port}/health") as response:
+            return str(orjson.loads(await response.read()).get("status"))
+    except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError, AttributeError):
         return None

@@ -14,10 +14,11 @@ operation is idempotent.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 import orjson
 
 from bem.errors import BemError, ServiceUnavailable, UpstreamTimeout, error_from_body
@@ -30,22 +31,37 @@ if TYPE_CHECKING:
 
 _JSON = {"content-type": "application/json", "accept": "application/json"}
 _RETRY_STATUSES = frozenset({502, 503, 504})
+# aiohttp, not httpx, for the hot path: measured here at 0.3 ms of client CPU per loopback
+# request against httpx's 1.3 ms (3 ms with 16 concurrent requests).
+# Idle connections are dropped before the server would drop them (uvicorn keeps them
+# KEEP_ALIVE_SECONDS), so a request never goes out on a connection the peer just closed.
+CLIENT_KEEP_ALIVE = 15.0
+NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 
 class ServiceClient:
     def __init__(self, runtime: Runtime, registry: Registry) -> None:
         self.runtime = runtime
-        settings = runtime.settings
-        size = settings.connection_pool_size
-        self.http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
-            timeout=httpx.Timeout(settings.request_timeout, connect=2.0),
-        )
         self.balancer = Balancer(registry)
         self._calls = runtime.metrics.calls
+        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The pooled HTTP session (CONNECTION_POOL_SIZE connections per peer)."""
+        if self._http is None:  # built inside the running loop, on first use
+            settings = self.runtime.settings
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=0, limit_per_host=settings.connection_pool_size,
+                    keepalive_timeout=CLIENT_KEEP_ALIVE),
+                timeout=aiohttp.ClientTimeout(total=settings.request_timeout, sock_connect=2.0),
+                auto_decompress=False, raise_for_status=False)
+        return self._http
 
     async def close(self) -> None:
-        await self.http.aclose()
+        if self._http is not None:
+            await self._http.close()
 
     def _count(self, caller: str, op: Operation, transport: str, outcome: str) -> None:
         self._calls[caller, op.service, op.name, transport, outcome] += 1
@@ -71,57 +87,66 @@ class ServiceClient:
         m = self.runtime.metrics
         start = time.perf_counter()
         try:
-            response = await self._send(op, path, query, content)
+            status, headers, data = await self._send(op, path, query, content)
         except BemError:
             self._count(caller, op, "http", "error")
             raise
         finally:
             m.call_latency.labels(caller, m.cluster, op.service, "http").observe(
                 time.perf_counter() - start)
-        if response.status_code >= 400:
+        if status >= 400:
             self._count(caller, op, "http", "error")
             try:
-                detail = orjson.loads(response.content)
+                detail = orjson.loads(data)
             except orjson.JSONDecodeError:
-                detail = response.text
-            err = error_from_body(response.status_code, detail)
-            if "retry-after" in response.headers:
-                err.headers["Retry-After"] = response.headers["retry-after"]
+                detail = data.decode(errors="replace")
+            err = error_from_body(status, detail)
+            if "retry-after" in headers:
+                err.headers["Retry-After"] = headers["retry-after"]
             raise err
         self._count(caller, op, "http", "ok")
-        return op.response.validate_json(response.content)
+        return op.response.validate_json(data)
 
     async def _send(self, op: Operation, path: str, query: dict[str, Any],
-                    content: bytes | None) -> httpx.Response:
+                    content: bytes | None) -> tuple[int, Mapping[str, str], bytes]:
         tried: list[str] = []
-        outcome: httpx.Response | BemError | None = None
+        outcome: tuple[int, Mapping[str, str], bytes] | BemError | None = None
         for _attempt in range(2):
             base = await self.balancer.pick(op.service, exclude=tried)
             if base in tried:
                 break  # no other replica to try
             tried.append(base)
             try:
-                response = await self.http.request(op.method, base + path, params=query or None,
-                                                   content=content, headers=_JSON)
-            except httpx.ConnectError as exc:
+                async with self.http.request(op.method, base + path, params=_query(query),
+                                             data=content, headers=_JSON) as response:
+                    answer = (response.status, response.headers, await response.read())
+            except NOT_SENT as exc:
                 self.balancer.eject(base, str(exc))
                 outcome = ServiceUnavailable(f"{op.service} unreachable at {base}: {exc}",
                                              headers={"Retry-After": "1"})
                 continue  # never reached the peer: safe to retry any operation
-            except httpx.TimeoutException:
+            except TimeoutError:
                 self.balancer.eject(base, "timeout")
                 outcome = UpstreamTimeout(f"{op.service} at {base} did not answer {op.name} "
                                           f"within {self.runtime.settings.request_timeout:g} s")
-            except httpx.TransportError as exc:
+            except aiohttp.ClientError as exc:
                 self.balancer.eject(base, repr(exc))
                 outcome = ServiceUnavailable(f"{op.service} at {base} failed: {exc!r}",
                                              headers={"Retry-After": "1"})
             else:
-                if response.status_code not in _RETRY_STATUSES:
-                    return response
-                outcome = response
+                if answer[0] not in _RETRY_STATUSES:
+                    return answer
+                outcome = answer
             if not op.idempotent:
                 break
-        if isinstance(outcome, httpx.Response):
+        if isinstance(outcome, tuple):
             return outcome
         raise outcome or ServiceUnavailable(f"no replica of {op.service} is known")
+
+
+def _query(query: dict[str, Any]) -> dict[str, str] | None:
+    """aiohttp takes str query values only (httpx-style bools and numbers are rendered)."""
+    if not query:
+        return None
+    return {k: ("true" if v is True else "false" if v is False else str(v))
+            for k, v in query.items() if v is not None}

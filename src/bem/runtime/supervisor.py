@@ -33,6 +33,9 @@ from bem.settings import Settings
 log = logging.getLogger("bem.supervisor")
 
 EXIT_OK = 0
+# Longer than the service client's idle time (CLIENT_KEEP_ALIVE) so that the client, not
+# the server, closes idle connections: no request is sent on a connection being closed.
+KEEP_ALIVE_SECONDS = 30
 EXIT_STARTUP_FAILURE = 3
 
 
@@ -130,7 +133,8 @@ class Supervisor:
             config = uvicorn.Config(
                 create_app(ctx), log_config=None, access_log=False, lifespan="on",
                 timeout_graceful_shutdown=self.settings.grace_period, server_header=False,
-                ws_max_size=self.settings.max_ws_message_size, timeout_keep_alive=5,
+                ws_max_size=self.settings.max_ws_message_size,
+                timeout_keep_alive=KEEP_ALIVE_SECONDS,
                 ws_ping_interval=20.0, ws_ping_timeout=20.0)
             self.servers[name] = _Server(config)
         for name, server in self.servers.items():

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
+import aiohttp
 import orjson
 
 from bem.clusters import ALL_SERVICES, CLUSTER_OF
@@ -157,20 +157,24 @@ class Collector:
                 for svc in ALL_SERVICES if svc not in self.runtime.contexts]
 
     async def _fetch(self, target: Target) -> Replica:
-        http = self.runtime.client.http
         try:
-            response = await http.get(target.base + target.path, timeout=FETCH_TIMEOUT)
-            report = orjson.loads(response.content)
-        except httpx.TimeoutException:
+            status, body = await self._get(target.base + target.path)
+            report = orjson.loads(body)
+        except TimeoutError:
             return unreachable(target, f"no answer within {FETCH_TIMEOUT:g} s")
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             detail = f": {exc}" if str(exc) else " (connection lost)"
             return unreachable(target, f"unreachable: {type(exc).__name__}{detail}"[:200])
         except orjson.JSONDecodeError:
-            return unreachable(target, f"HTTP {response.status_code}: not a health report")
+            return unreachable(target, f"HTTP {status}: not a health report")
         if not isinstance(report, dict) or "services" not in report:
-            return unreachable(target, f"HTTP {response.status_code}: not a health report")
+            return unreachable(target, f"HTTP {status}: not a health report")
         return replica_from_report(report, target.base)
+
+    async def _get(self, url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        async with self.runtime.client.http.get(
+                url, headers=headers, timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT)) as r:
+            return r.status, await r.read()
 
     async def _add_metrics(self, replicas: list[Replica]) -> None:
         async def one(replica: Replica) -> None:
@@ -180,13 +184,12 @@ class Collector:
                 totals = registry_totals(self.runtime.metrics.registry)
             else:
                 try:
-                    response = await self.runtime.client.http.get(
-                        replica.url + "/metrics", timeout=FETCH_TIMEOUT, headers=self._headers)
-                except httpx.HTTPError:
+                    status, body = await self._get(replica.url + "/metrics", self._headers)
+                except (aiohttp.ClientError, TimeoutError):
                     return  # health already says whether the replica answers
-                if response.status_code != 200:
+                if status != 200:
                     return
-                totals = parse_totals(response.text)
+                totals = parse_totals(body.decode())
             replica.metrics = self.rates.summarise(replica.instance, totals,
                                                    uptime=replica.uptime_s or 0.0)
 

@@ -2,8 +2,8 @@
 
 Where the target runs decides the transport:
 
-- in this process (the `single` topology): through the service's ASGI app with
-  `httpx.ASGITransport`, so nothing crosses a socket;
+- in this process (the `single` topology): straight into the service's ASGI app, so nothing
+  crosses a socket;
 - elsewhere: over the runtime's pooled HTTP client to a replica the balancer picks
   (round-robin over the Redis registry, or the static BACKEND_*_URL address). A replica that
   fails at the transport level is ejected for a while (passive health checking).
@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
 
-import httpx
+import aiohttp
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
@@ -35,6 +35,7 @@ from starlette.routing import compile_path
 from bem.clusters import ALL_SERVICES, GATEWAY_SERVICES
 from bem.errors import BemError, NotFound, ServiceUnavailable, UpstreamTimeout
 from bem.runtime.app import error_response
+from bem.runtime.client import NOT_SENT
 from bem.services import spec
 
 if TYPE_CHECKING:
@@ -87,8 +88,8 @@ def request_headers(request: Request, strip_credentials: bool) -> list[tuple[str
     return headers
 
 
-def response_headers(response: httpx.Response) -> dict[str, str]:
-    items = response.headers.multi_items()
+def response_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    items = [(k.lower(), v) for k, v in items]
     drop = HOP_BY_HOP | _connection_tokens(items)
     return {k: v for k, v in items if k not in drop}
 
@@ -127,12 +128,9 @@ class Router:
         self.ctx = ctx
         self.runtime = ctx.runtime
         self.timeout = ctx.settings.request_timeout
-        self._local: dict[str, httpx.AsyncClient] = {}
 
     async def close(self) -> None:
-        for client in self._local.values():
-            await client.aclose()
-        self._local.clear()
+        """Nothing to release: remote requests use the runtime's pooled session."""
 
     async def handle(self, request: Request, service: str, rest: str) -> Response:
         if service not in ROUTABLE:
@@ -148,33 +146,21 @@ class Router:
                                                 target.split("?", 1)[0]))
         try:
             if service in self.runtime.contexts:
-                return await self._local_forward(out)
+                return await self._local_forward(out, request)
             return await self._remote_forward(out)
         except BemError as exc:
             return error_response(exc)
 
     # --- in this process: the target's ASGI app, no socket ----------------------------------
-    def _local_client(self, service: str) -> httpx.AsyncClient:
-        client = self._local.get(service)
-        if client is None:
-            app = self.runtime.contexts[service].app
-            # raise_app_exceptions=False: the target's own 500 answer is forwarded as is.
-            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-            client = self._local[service] = httpx.AsyncClient(
-                transport=transport, base_url=f"http://{service}")
-        return client
-
-    async def _local_forward(self, out: Outbound) -> Response:
-        client = self._local_client(out.service)
+    async def _local_forward(self, out: Outbound, request: Request) -> Response:
+        app = self.runtime.contexts[out.service].app
         try:
             async with asyncio.timeout(self.timeout):
-                answer = await client.request(out.method, out.target, headers=out.headers,
-                                              content=out.body)
+                status, headers, body = await asgi_request(app, out, request.scope)
         except TimeoutError:
             raise UpstreamTimeout(f"{out.service} did not answer {out.method} {out.target} "
                                   f"within {self.timeout:g} s") from None
-        return Response(answer.content, status_code=answer.status_code,
-                        headers=response_headers(answer))
+        return Response(body, status_code=status, headers=response_headers(headers))
 
     # --- elsewhere: a replica over pooled HTTP ----------------------------------------------
     async def _remote_forward(self, out: Outbound) -> Response:
@@ -187,7 +173,7 @@ class Router:
             if base in tried:
                 break  # no other replica to try
             if last is not None:
-                await last.response.aclose()
+                last.response.release()
                 last = None
             tried.append(base)
             try:
@@ -198,7 +184,7 @@ class Router:
             except BemError as exc:
                 failure = exc
             else:
-                if answer.response.status_code not in RETRY_STATUSES:
+                if answer.response.status not in RETRY_STATUSES:
                     return answer.to_response()
                 last, failure = answer, None
             if not out.idempotent:
@@ -209,39 +195,73 @@ class Router:
 
     async def _send(self, base: str, out: Outbound) -> _Answer:
         """One attempt on one replica: the answer, its body read whole when small."""
-        http = self.runtime.client.http
         balancer = self.runtime.client.balancer
-        request = http.build_request(out.method, base + out.target, headers=out.headers,
-                                     content=out.body)
         try:
-            response = await http.send(request, stream=True)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            response = await self.runtime.client.http.request(
+                out.method, base + out.target, headers=out.headers, data=out.body or None,
+                allow_redirects=False, skip_auto_headers=("Accept-Encoding", "User-Agent"))
+        except NOT_SENT as exc:
             balancer.eject(base, repr(exc))
             raise _NotSent(ServiceUnavailable(
                 f"{out.service} is unavailable: replica {base} refused the connection "
                 f"({exc!r})", headers={"Retry-After": "1"})) from None
-        except httpx.PoolTimeout:
-            raise ServiceUnavailable(
-                f"gateway has no free connection to {out.service} (CONNECTION_POOL_SIZE)",
-                headers={"Retry-After": "1"}) from None
-        except httpx.TimeoutException:
+        except TimeoutError:
             balancer.eject(base, "timeout")
             raise UpstreamTimeout(f"{out.service} at {base} did not answer {out.method} "
                                   f"{out.target} within {self.timeout:g} s") from None
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             balancer.eject(base, repr(exc))
             raise ServiceUnavailable(f"{out.service} at {base} failed: {exc!r}",
                                      headers={"Retry-After": "1"}) from None
-        length = response.headers.get("content-length", "")
-        if not (length.isdigit() and int(length) <= BUFFER_LIMIT):
+        if response.content_length is None or response.content_length > BUFFER_LIMIT:
             return _Answer(response, None)
-        try:  # raw bytes: a content-encoding is passed through untouched
-            return _Answer(response, b"".join([c async for c in response.aiter_raw()]))
-        except httpx.TransportError as exc:
-            await response.aclose()
+        try:
+            return _Answer(response, await response.read())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            response.release()
             balancer.eject(base, repr(exc))
             raise ServiceUnavailable(f"{out.service} at {base} broke off its answer: {exc!r}",
                                      headers={"Retry-After": "1"}) from None
+
+
+async def asgi_request(app: Any, out: Outbound, origin: Mapping[str, Any]
+                       ) -> tuple[int, list[tuple[str, str]], bytes]:
+    """One HTTP request straight into an ASGI app of this process (no socket, no client)."""
+    path, _, query = out.target.partition("?")
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+             "http_version": "1.1", "method": out.method, "scheme": "http",
+             "path": unquote(path), "raw_path": path.encode("latin-1"),
+             "query_string": query.encode("latin-1"), "root_path": "",
+             "headers": [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                         for k, v in out.headers]
+                        + [(b"host", out.service.encode()),
+                           (b"content-length", str(len(out.body)).encode())],
+             "client": origin.get("client"), "server": origin.get("server"),
+             "state": {}}
+    sent = False
+    status = 500
+    headers: list[tuple[str, str]] = []
+    chunks: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": out.body, "more_body": False}
+        await asyncio.Event().wait()  # the client never disconnects: wait to be cancelled
+        raise AssertionError("unreachable")
+
+    async def send(message: Mapping[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            headers.extend((k.decode("latin-1"), v.decode("latin-1"))
+                           for k, v in message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return status, headers, b"".join(chunks)
 
 
 class _NotSent(Exception):
@@ -254,13 +274,14 @@ class _NotSent(Exception):
 
 @dataclass
 class _Answer:
-    response: httpx.Response
+    response: aiohttp.ClientResponse
     body: bytes | None  # None: not read yet, to be streamed to the client
 
     def to_response(self) -> Response:
         r = self.response
-        headers = response_headers(r)
+        headers = response_headers(r.headers.items())
         if self.body is not None:
-            return Response(self.body, status_code=r.status_code, headers=headers)
-        return StreamingResponse(r.aiter_raw(), status_code=r.status_code, headers=headers,
-                                 background=BackgroundTask(r.aclose))
+            r.release()
+            return Response(self.body, status_code=r.status, headers=headers)
+        return StreamingResponse(r.content.iter_any(), status_code=r.status, headers=headers,
+                                 background=BackgroundTask(r.release))
