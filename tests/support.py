@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from bem.clusters import ALL_SERVICES, members
+from bem.clusters.launcher import die_with_parent
 from bem.runtime.supervisor import Supervisor
 from bem.services import spec
 from bem.settings import Settings
@@ -177,7 +178,8 @@ class ClusterProcess:
     def start(self) -> ClusterProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bem", "serve", self.target], env=self.env,
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=die_with_parent)  # a killed test run leaves no cluster behind
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> ClusterProcess:

@@ -65,3 +65,22 @@ def test_up_starts_supervises_and_stops_everything(topology: str) -> None:
             proc.kill()
             proc.wait(10)
         proc.stdout.close()  # type: ignore[union-attr]
+
+
+def test_a_killed_launcher_leaves_no_cluster_behind() -> None:
+    plan = port_plan()
+    proc = subprocess.Popen([sys.executable, "-m", "bem", "up"], env=base_env(plan),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        read_until(proc, "ports healthy", 90)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children
+        proc.kill()  # SIGKILL: no chance to stop its children itself
+        proc.wait(10)
+        _gone, alive = psutil.wait_procs(children, timeout=30)
+        assert alive == [], [p.cmdline() for p in alive]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        proc.stdout.close()  # type: ignore[union-attr]

@@ -56,6 +56,25 @@ async def test_sigterm_drains_in_flight_requests_then_exits_0() -> None:
         proc.cleanup()
 
 
+async def test_sigterm_to_the_whole_process_group_still_drains() -> None:
+    """Ctrl-C in a terminal signals every process of the group, pool workers included."""
+    plan = port_plan()
+    env = base_env(plan, workers=1, pool_threshold=100, grace_period=120)
+    proc = ClusterProcess("graph_runtime", env, plan).start().wait_ready()
+    try:
+        async with httpx.AsyncClient(base_url=proc.url("graph_runtime"), timeout=60) as http:
+            job = asyncio.create_task(http.post("/analyze", json={
+                "graph": big_graph(1), "metrics": ["betweenness"]}))
+            while in_flight((await http.get("/metrics")).text, "graph_runtime") < 2:
+                await asyncio.sleep(0.02)
+            os.killpg(proc.process.pid, signal.SIGTERM)  # type: ignore[union-attr]
+            answer = await job
+        assert answer.status_code == 200, answer.text
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+    finally:
+        proc.cleanup()
+
+
 async def test_requests_cut_by_the_grace_period_get_503() -> None:
     plan = port_plan()
     env = base_env(plan, workers=1, pool_threshold=100, grace_period=0)

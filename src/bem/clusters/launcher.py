@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import sys
@@ -21,6 +22,16 @@ from bem.clusters import TOPOLOGIES, members
 from bem.settings import Settings
 
 READY_TIMEOUT = 90.0
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """In a child before exec: get SIGTERM when the parent dies, even by SIGKILL, so a killed
+    launcher never leaves cluster processes behind (Linux; a no-op elsewhere)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
 MAX_RESTARTS = 5
 
 
@@ -79,7 +90,7 @@ class Launcher:
     async def _spawn(self, child: Child) -> None:
         child.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bem", "serve", child.target, env=self.env,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=die_with_parent)
         child.started_at = time.monotonic()
         self.say(f"  started {child.target:<16} pid {child.process.pid}")
 

@@ -48,10 +48,12 @@ class WorkerCrashed(Exception):
 
 
 def _worker_main(conn: Connection, numpy_threads: int) -> None:
-    # The cluster process owns the signals; Ctrl-C in a terminal reaches the whole process
-    # group, and a worker must not die of it while the parent drains in-flight work.
+    # The cluster process owns the signals and this worker's lifetime (it sends an empty
+    # message to stop it; its death closes the pipe). Ctrl-C in a terminal or a SIGTERM to
+    # the process group reaches every worker: none may die of it while the parent drains
+    # in-flight work.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(numpy_threads)
