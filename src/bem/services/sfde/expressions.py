@@ -12,7 +12,11 @@ Bounds, so that any input ends quickly as a value or a 4xx:
 - every value is float64, so `9**9**9` is one float power that overflows to inf, never a
   big integer computed digit by digit; a non-finite result (overflow, 1/0, sqrt(-1)) is
   a 422;
-- evaluation is iterative (no recursion), one NumPy operation per node.
+- evaluation is iterative (no recursion), one NumPy operation per node;
+- the work over array variables is bounded before anything runs: operations x rows at most
+  MAX_ELEMENT_OPS (about 0.3 s of NumPy on the event loop), and the intermediate arrays
+  alive at once x rows x 8 bytes at most MAX_WORKING_BYTES (413 otherwise). Without these,
+  `max(-x, -x, ...)` nested over a million rows held gigabytes.
 
 Semantics are element-wise over array variables (all arrays of one length, scalars
 broadcast): comparisons give 1.0 / 0.0, `a and b` is `b` where `a` is non-zero else `a`,
@@ -39,6 +43,8 @@ Instruction = tuple[Callable[..., Array] | None, Any]  # (fn, arity) or (None, v
 
 MAX_NODES = 1000
 MAX_DEPTH = 100
+MAX_ELEMENT_OPS = 50_000_000
+MAX_WORKING_BYTES = 256 * 1024**2
 FIELD = "expression"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
@@ -242,6 +248,39 @@ def compile_program(tree: ast.expr, variables: Mapping[str, Array]) -> list[Inst
     return program
 
 
+def footprint(program: Sequence[Instruction]) -> tuple[int, int]:
+    """(operations, most computed arrays alive at once) of a postfix program. Variables are
+    the caller's arrays and constants are scalars: only results of operations cost memory."""
+    operations = peak = live = 0
+    stack: list[bool] = []  # True: a computed array
+    for fn, arg in program:
+        if fn is None:
+            stack.append(False)
+            continue
+        operations += 1
+        peak = max(peak, live + 1)  # the operands are alive while the result is built
+        live -= sum(stack[len(stack) - arg:])
+        del stack[len(stack) - arg:]
+        stack.append(True)
+        live += 1
+    return operations, peak
+
+
+def check_budget(program: Sequence[Instruction], rows: int, max_ops: int, max_bytes: int
+                 ) -> None:
+    operations, arrays = footprint(program)
+    if operations * rows > max_ops:
+        raise PayloadTooLarge(
+            f"{FIELD}: {operations} operations over {rows} rows exceed the limit of "
+            f"{max_ops} element operations; send fewer rows or a simpler expression",
+            field=FIELD)
+    if arrays * rows * 8 > max_bytes:
+        raise PayloadTooLarge(
+            f"{FIELD}: keeps {arrays} intermediate arrays of {rows} rows alive at once "
+            f"({arrays * rows * 8 / 2**20:.0f} MB, limit {max_bytes / 2**20:.0f} MB); nest "
+            f"less (fewer arguments to min/max) or send fewer rows", field=FIELD)
+
+
 def run(program: Sequence[Instruction]) -> Array:
     stack: list[Array] = []
     with np.errstate(all="ignore"):  # inf/NaN are judged on the final result only
@@ -288,10 +327,14 @@ def bind_variables(variables: Mapping[str, float | Sequence[float]], max_rows: i
 
 
 def evaluate_expression(expression: str, variables: Mapping[str, float | Sequence[float]],
-                        *, max_length: int, max_rows: int) -> float | Array:
+                        *, max_length: int, max_rows: int, max_ops: int = MAX_ELEMENT_OPS,
+                        max_bytes: int = MAX_WORKING_BYTES) -> float | Array:
     """A float when every variable is a number, else an array of the arrays' length."""
     bound, rows = bind_variables(variables, max_rows)
-    result = run(compile_program(parse(expression, max_length), bound))
+    program = compile_program(parse(expression, max_length), bound)
+    if rows is not None:
+        check_budget(program, rows, max_ops, max_bytes)
+    result = run(program)
     if rows is not None:
         result = np.broadcast_to(result, (rows,))
     bad = np.flatnonzero(~np.isfinite(result.reshape(-1)))
