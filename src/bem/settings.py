@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     cache_size: ByteSize = Field(parse_byte_size("256MB"), description="L1 cache bound in bytes")
     numpy_threads: int = Field(1, ge=1, le=64, description="BLAS threads per pool worker")
     connection_pool_size: int = Field(20, ge=1, le=1000, description="HTTP connections per peer")
-    callback_batch_size: int = Field(10, ge=1, le=10_000)
+    callback_batch_size: int = Field(10, ge=1, le=10_000, description="events per processing batch")
     callback_max_attempts: int = Field(
         3, ge=1, le=100, description="processing attempts before an event is parked as failed")
     callback_retention: float = Field(
@@ -90,23 +90,25 @@ class Settings(BaseSettings):
         "127.0.0.1", description="address peers use to reach this process; 'auto' = primary IP"
     )
     backend_host: str = Field("127.0.0.1", description="default host of remote peers")
-    backend_compute_url: str | None = None
-    backend_logic_url: str | None = None
-    backend_gateway_url: str | None = None
+    backend_compute_url: str | None = Field(
+        None, description="scheme://host of the compute cluster (each service on its own port)")
+    backend_logic_url: str | None = Field(None, description="scheme://host of the logic cluster")
+    backend_gateway_url: str | None = Field(None,
+                                            description="scheme://host of the gateway cluster")
     data_dir: str | None = Field(
         None, description="shared data volume directory, saved by `bem backup`; unset = none"
     )
 
     # --- service ports -------------------------------------------------------------------------
-    dag_alpha_port: Port = 5000
-    functor_types_port: Port = 5001
-    callback_engine_port: Port = 5002
-    sfde_port: Port = 5003
-    graph_runtime_port: Port = 5004
-    optimization_port: Port = 5005
-    graphql_port: Port = 8000
-    ecm_ws_port: Port = 8765
-    dashboard_port: Port = 8080
+    dag_alpha_port: Port = Field(5000, description="dag_alpha port (0 = ephemeral)")
+    functor_types_port: Port = Field(5001, description="functor_types port (0 = ephemeral)")
+    callback_engine_port: Port = Field(5002, description="callback_engine port (0 = ephemeral)")
+    sfde_port: Port = Field(5003, description="sfde port (0 = ephemeral)")
+    graph_runtime_port: Port = Field(5004, description="graph_runtime port (0 = ephemeral)")
+    optimization_port: Port = Field(5005, description="optimization port (0 = ephemeral)")
+    graphql_port: Port = Field(8000, description="graphql port (0 = ephemeral)")
+    ecm_ws_port: Port = Field(8765, description="ecm_ws port (0 = ephemeral)")
+    dashboard_port: Port = Field(8080, description="dashboard port (0 = ephemeral)")
 
     # --- lifecycle -----------------------------------------------------------------------------
     grace_period: float = Field(10.0, ge=0, le=600, description="drain time on shutdown, seconds")
@@ -117,16 +119,19 @@ class Settings(BaseSettings):
         2000, ge=0, description="graph size (nodes + edges) from which analyses go to the pool"
     )
     cache_ttl: int = Field(86_400, ge=1, description="TTL of cached results in Redis, seconds")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="debug | info | warning | error")
 
     # --- limits --------------------------------------------------------------------------------
     max_body_size: ByteSize = Field(parse_byte_size("10MB"), description="request body limit")
-    max_graph_nodes: int = Field(50_000, ge=1)
-    max_graph_edges: int = Field(200_000, ge=1)
+    max_graph_nodes: int = Field(50_000, ge=1, description="nodes per graph (413 above)")
+    max_graph_edges: int = Field(200_000, ge=1, description="edges per graph (413 above)")
     max_stored_graphs: int = Field(10_000, ge=1, description="embedded graph store capacity")
-    max_expression_length: int = Field(2_000, ge=1)
+    max_expression_length: int = Field(2_000, ge=1,
+                                       description="characters of a safe expression")
     max_columns_rows: int = Field(1_000_000, ge=1, description="rows of a vectorised evaluation")
-    max_ws_message_size: ByteSize = Field(parse_byte_size("1MB"))
+    max_ws_message_size: ByteSize = Field(parse_byte_size("1MB"),
+                                          description="WebSocket message limit")
 
     # --- gateway -------------------------------------------------------------------------------
     rate_limit_rps: float = Field(200.0, gt=0, description="token refill per client, per second")
