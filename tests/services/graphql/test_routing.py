@@ -215,6 +215,7 @@ def test_idempotency_comes_from_the_method_and_the_service_spec() -> None:
     assert is_idempotent("graph_runtime", "GET", "/graphs/abc")
     assert is_idempotent("graph_runtime", "POST", "/analyze")  # marked idempotent
     assert is_idempotent("graph_runtime", "POST", "/graphs")  # content-addressed store
-    assert not is_idempotent("graph_runtime", "POST", "/process")  # not an operation
+    assert is_idempotent("graph_runtime", "POST", "/process")  # the envelope of analyze
+    assert not is_idempotent("graph_runtime", "POST", "/proces")
     assert not is_idempotent("graph_runtime", "DELETE", "/graphs/abc")
     assert is_idempotent("sfde", "POST", "/evaluate")

@@ -11,7 +11,8 @@ Where the target runs decides the transport:
 Retries follow the service client's rule: a request that never reached a replica (connection
 refused, connect time-out) is retried on another replica whatever it is; one that may have
 reached it (read time-out, reset, 502/503/504) only when it is idempotent: GET, HEAD,
-OPTIONS, or an operation the target's ServiceSpec marks idempotent. The request body is
+OPTIONS, an operation the target's ServiceSpec marks idempotent, or the legacy
+`POST /process` envelope of such an operation. The request body is
 bounded by MAX_BODY_SIZE and kept, so it can be sent twice; small answers are read whole
 before answering (so a replica dying mid-answer is still retried), big ones are streamed.
 """
@@ -56,8 +57,13 @@ GATEWAY_CREDENTIALS = frozenset({"x-api-key", "authorization"})
 
 @cache
 def _idempotent_routes(service: str) -> tuple[tuple[str, re.Pattern[str]], ...]:
-    return tuple((op.method, compile_path(op.path)[0])
-                 for op in spec(service).operations.values() if op.idempotent)
+    target = spec(service)
+    routes = [(op.method, compile_path(op.path)[0])
+              for op in target.operations.values() if op.idempotent]
+    legacy = target.operations.get(target.legacy_operation or "")
+    if legacy is not None and legacy.idempotent:  # the old envelope of that same operation
+        routes.append(("POST", compile_path("/process")[0]))
+    return tuple(routes)
 
 
 def is_idempotent(service: str, method: str, path: str) -> bool:
