@@ -132,7 +132,7 @@ class Operation:
         """
         if self.body_model is not None and isinstance(payload, self.body_model):
             return {self.body_param: payload}  # type: ignore[dict-item]
-        data = dict(payload or {})
+        data = _fields(payload)
         kwargs: dict[str, Any] = {}
         try:
             for name in (*self.path_params, *self.query_params):
@@ -152,10 +152,21 @@ class Operation:
         """(path params, query params, JSON body) of a payload, for an HTTP call."""
         if self.body_model is not None and isinstance(payload, self.body_model):
             return {}, {}, payload.model_dump(mode="json")
-        data = dict(payload or {})
+        data = _fields(payload)
         path = {k: data.pop(k) for k in self.path_params if k in data}
         query = {k: data.pop(k) for k in self.query_params if k in data}
         return path, query, (data if self.body_model is not None else None)
+
+
+def _fields(payload: Any) -> dict[str, Any]:
+    """A call payload's fields. Anything but a mapping is the caller's error (422): the
+    gateway passes a GraphQL client's JSON argument through as a payload."""
+    if payload is None:
+        return {}
+    if not isinstance(payload, Mapping):
+        raise ValidationFailed(f"body: must be a JSON object, not {type(payload).__name__}",
+                               field="body")
+    return dict(payload)
 
 
 def _is_context(hint: Any) -> bool:
