@@ -105,3 +105,20 @@ class Graph(BaseModel):
         data["edges"] = sorted(data["edges"], key=lambda e: (e["source"], e["target"],
                                                              e["kind"], e["weight"]))
         return data
+
+
+class GraphSource(BaseModel):
+    """A graph given inline (`graph`) or by the id graph_runtime stored it under (`graph_id`):
+    exactly one of the two."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    graph: Graph | None = None
+    graph_id: str | None = Field(None, min_length=1, max_length=64,
+                                 description="id answered by graph_runtime POST /graphs")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> GraphSource:
+        if (self.graph is None) == (self.graph_id is None):
+            raise ValueError("give exactly one of graph or graph_id")
+        return self

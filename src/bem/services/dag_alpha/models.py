@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field
 
-from bem.models.graph import Graph
+from bem.models.graph import GraphSource
 
 
-class RunRequest(BaseModel):
+class RunRequest(GraphSource):
     """Run the alpha phase of a graph given inline (`graph`) or stored (`graph_id`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    graph: Graph | None = None
-    graph_id: str | None = Field(None, min_length=1, max_length=64,
-                                 description="id answered by graph_runtime POST /graphs")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> RunRequest:
-        if (self.graph is None) == (self.graph_id is None):
-            raise ValueError("give exactly one of graph or graph_id")
-        return self
 
 
 class NodeResult(BaseModel):

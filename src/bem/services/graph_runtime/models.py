@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from bem.models.graph import Graph
+from bem.models.graph import Graph, GraphSource
 
 Metric = Literal["summary", "components", "dag", "topological_order", "levels",
                  "critical_path", "shortest_path", "degree_centrality", "betweenness",
@@ -34,22 +34,12 @@ class AnalyzeOptions(BaseModel):
     pagerank_alpha: float = Field(0.85, gt=0, lt=1, description="PageRank damping factor")
 
 
-class AnalyzeRequest(BaseModel):
+class AnalyzeRequest(GraphSource):
     """Analyse a graph given inline (`graph`) or by id (`graph_id`), not both."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    graph: Graph | None = None
-    graph_id: str | None = Field(None, min_length=1, max_length=64)
     metrics: list[Metric] = Field(default_factory=lambda: ["summary"], min_length=1,
                                   max_length=12)
     options: AnalyzeOptions = Field(default_factory=AnalyzeOptions)
-
-    @model_validator(mode="after")
-    def _one_source(self) -> AnalyzeRequest:
-        if (self.graph is None) == (self.graph_id is None):
-            raise ValueError("give exactly one of graph or graph_id")
-        return self
 
 
 class Summary(BaseModel):
