@@ -21,7 +21,13 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from bem.errors import BemError, ServiceUnavailable, UpstreamTimeout, error_from_body
+from bem.errors import (
+    BemError,
+    ServiceUnavailable,
+    UpstreamTimeout,
+    ValidationFailed,
+    error_from_body,
+)
 from bem.runtime.registry import Balancer, Registry
 from bem.runtime.service import Operation
 from bem.services import spec as service_spec
@@ -83,7 +89,11 @@ class ServiceClient:
     async def _remote(self, op: Operation, payload: Any, caller: str) -> Any:
         path_params, query, body = op.split(payload)
         path = op.path.format(**{k: quote(str(v), safe="") for k, v in path_params.items()})
-        content = None if body is None else orjson.dumps(body)
+        try:
+            content = None if body is None else orjson.dumps(body)
+        except orjson.JSONEncodeError as exc:  # e.g. nested deeper than orjson encodes
+            raise ValidationFailed(f"body: cannot be sent as JSON ({exc})",
+                                   field="body") from None
         m = self.runtime.metrics
         start = time.perf_counter()
         try:
