@@ -1,6 +1,6 @@
 """Hostile HTTP input: schemathesis against every service's OpenAPI, and through the gateway.
 
-A `single` cluster (every service, one process, a private Redis) is fuzzed port by port from
+The `single` cluster of conftest.py (every service, a private Redis) is fuzzed port by port from
 its own /openapi.json, with schema-valid (positive) and schema-violating (negative) cases
 for every operation. The six backends are fuzzed twice: on their own port, and through the
 gateway's REST routing (`/{service}/...` on the graphql port), which must pass every answer
@@ -35,7 +35,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from bem.clusters import ALL_SERVICES, GATEWAY_SERVICES
-from tests.support import REPO, Topology, redis_server
+from tests.support import REPO, Topology
 
 pytestmark = pytest.mark.slow
 
@@ -43,15 +43,6 @@ EXAMPLES = int(os.environ.get("BEM_FUZZ_EXAMPLES", "8"))
 BACKENDS = [s for s in ALL_SERVICES if s not in GATEWAY_SERVICES]
 TARGETS = [(s, "direct") for s in ALL_SERVICES] + [(s, "gateway") for s in BACKENDS]
 REPORT = REPO / "test-output" / "security-openapi.json"
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Topology]:
-    # The rate limit is lifted: one fuzzing client would otherwise measure the limiter.
-    with redis_server() as redis, \
-            Topology(["single"], redis_url=redis.url, rate_limit_rps=1_000_000,
-                     rate_limit_burst=1_000_000) as topo:
-        yield topo
 
 
 @pytest.fixture(scope="module")
