@@ -2,10 +2,10 @@
 
     .venv/bin/python benchmarks/hop.py [--calls 5000] [--quick]
 
-1. The same operation (graph_runtime `get_graph` of a stored sample graph) called through
-   the service client in-process, and over loopback HTTP to a `bem serve graph_runtime`
-   process: median and p99 per call, and the ratio. Also the client's own dispatch overhead
-   (the in-process call minus calling the endpoint function directly).
+1. The same operation (sfde `get_formula`, whose own work is a dictionary lookup, so what is
+   measured is the hop) called through the service client in-process, and over loopback HTTP
+   to a `bem serve sfde` process: median and p99 per call, and the ratio. Also the client's
+   own dispatch overhead (the in-process call minus calling the endpoint function directly).
 2. Memory: `bem serve compute` (one process) vs `bem serve dag_alpha|sfde|graph_runtime`
    (three processes), every process of each counted (pool workers and forkserver included):
    PSS (shared pages split fairly) and RSS, after start-up.
@@ -38,7 +38,6 @@ from tests.support import (  # noqa: E402
     run_cluster,
 )
 
-from bem.data import sample_project  # noqa: E402
 from bem.runtime.runtime import Runtime  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -65,28 +64,25 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 async def measure_hop(calls: int) -> dict[str, Any]:
     plan = port_plan()
-    remote_proc = ClusterProcess("graph_runtime", base_env(plan), plan).start().wait_ready()
+    remote_proc = ClusterProcess("sfde", base_env(plan), plan).start().wait_ready()
+    payload = {"name": "simple_beam_udl"}
     try:
-        async with run_cluster("graph_runtime") as sup:
+        async with run_cluster("sfde") as sup:
             local = sup.runtime
-            stored = await local.client.call("graph_runtime", "store_graph", sample_project())
-            payload = {"graph_id": stored.graph_id}
-            caller = Runtime(make_settings(graph_runtime_port=plan["graph_runtime"]), "bench",
-                             [])
+            caller = Runtime(make_settings(sfde_port=plan["sfde"]), "bench", [])
             await caller.start()
             try:
-                await caller.client.call("graph_runtime", "store_graph", sample_project())
-                op = local.contexts["graph_runtime"].spec.get("get_graph")
-                ctx = local.contexts["graph_runtime"]
+                ctx = local.contexts["sfde"]
+                op = ctx.spec.get("get_formula")
 
                 async def direct() -> Any:
-                    return await op.fn(graph_id=stored.graph_id, ctx=ctx)
+                    return await op.fn(name="simple_beam_udl", ctx=ctx)
 
                 async def in_process() -> Any:
-                    return await local.client.call("graph_runtime", "get_graph", payload)
+                    return await local.client.call("sfde", "get_formula", payload)
 
                 async def over_http() -> Any:
-                    return await caller.client.call("graph_runtime", "get_graph", payload)
+                    return await caller.client.call("sfde", "get_formula", payload)
 
                 for fn in (direct, in_process, over_http):  # warm-up
                     await timed(fn, 200)

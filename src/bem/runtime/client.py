@@ -34,6 +34,7 @@ from bem.services import spec as service_spec
 
 if TYPE_CHECKING:
     from bem.runtime.runtime import Runtime
+    from bem.runtime.service import ServiceContext
 
 _JSON = {"content-type": "application/json", "accept": "application/json"}
 _RETRY_STATUSES = frozenset({502, 503, 504})
@@ -43,6 +44,8 @@ _RETRY_STATUSES = frozenset({502, 503, 504})
 # KEEP_ALIVE_SECONDS), so a request never goes out on a connection the peer just closed.
 CLIENT_KEEP_ALIVE = 15.0
 NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+# (operation, local context or None, counter key of a success, of a failure)
+_Route = tuple[Operation, "ServiceContext | None", tuple[str, ...], tuple[str, ...]]
 
 
 class ServiceClient:
@@ -50,6 +53,7 @@ class ServiceClient:
         self.runtime = runtime
         self.balancer = Balancer(registry)
         self._calls = runtime.metrics.calls
+        self._routes: dict[tuple[str, str, str], _Route] = {}
         self._http: aiohttp.ClientSession | None = None
 
     @property
@@ -70,21 +74,36 @@ class ServiceClient:
             await self._http.close()
 
     def _count(self, caller: str, op: Operation, transport: str, outcome: str) -> None:
-        self._calls[caller, op.service, op.name, transport, outcome] += 1
+        key = (caller, op.service, op.name, transport, outcome)
+        self._calls[key] = self._calls.get(key, 0) + 1
 
     async def call(self, service: str, operation: str, payload: Any = None, *,
                    caller: str = "client") -> Any:
-        op = service_spec(service).get(operation)
-        ctx = self.runtime.contexts.get(service)
+        route = self._routes.get((caller, service, operation)) or \
+            self._route(caller, service, operation)
+        op, ctx, ok, error = route
         if ctx is None:
             return await self._remote(op, payload, caller)
         try:
             result = await op.fn(**op.bind(payload), ctx=ctx)
         except BemError:
-            self._count(caller, op, "inprocess", "error")
+            self._calls[error] += 1
             raise
-        self._count(caller, op, "inprocess", "ok")
+        self._calls[ok] += 1
         return result
+
+    def _route(self, caller: str, service: str, operation: str) -> _Route:
+        """Resolve once per (caller, operation): where the peer runs never changes for the
+        life of the process, and the hot path then costs one dict lookup."""
+        op = service_spec(service).get(operation)
+        route = (op, self.runtime.contexts.get(service),
+                 (caller, service, op.name, "inprocess", "ok"),
+                 (caller, service, op.name, "inprocess", "error"))
+        if route[1] is not None:
+            for key in route[2:]:  # plain dict `+= 1` on the hot path needs the keys present
+                self._calls.setdefault(key, 0)
+        self._routes[caller, service, operation] = route
+        return route
 
     async def _remote(self, op: Operation, payload: Any, caller: str) -> Any:
         path_params, query, body = op.split(payload)

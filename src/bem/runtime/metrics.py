@@ -7,7 +7,6 @@ same registry, so Prometheus scrapes one port per process (see deploy/prometheus
 
 from __future__ import annotations
 
-import collections
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -48,8 +47,7 @@ class Metrics:
         # Counted in a plain dict and exported at scrape time: an in-process call costs well
         # under a microsecond, and a prometheus Counter.inc (lock + label lookup) would double
         # it. Key: (service, target, operation, transport, outcome).
-        self.calls: collections.Counter[tuple[str, str, str, str, str]] = \
-            collections.Counter()
+        self.calls: dict[tuple[str, str, str, str, str], int] = {}
         r.register(_CallCollector(self))
         self.call_latency = Histogram("bem_service_call_duration_seconds",
                                       "latency of calls to peer services",

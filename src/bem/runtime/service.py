@@ -96,6 +96,7 @@ class Operation:
     response: TypeAdapter[Any]
     idempotent: bool
     str_params: frozenset[str] = frozenset()
+    params: tuple[str, ...] = ()  # path then query parameter names
     summary: str = ""
 
     @classmethod
@@ -121,6 +122,7 @@ class Operation:
                    path_params=tuple(path_params), query_params=tuple(query_params),
                    param_adapters=adapters, response=TypeAdapter(hints.get("return", Any)),
                    str_params=frozenset(n for n in adapters if hints.get(n) is str),
+                   params=(*path_params, *query_params),
                    idempotent=idempotent,
                    summary=(inspect.getdoc(fn) or "").split("\n", 1)[0])
 
@@ -135,7 +137,7 @@ class Operation:
         data = _fields(payload)
         kwargs: dict[str, Any] = {}
         try:
-            for name in (*self.path_params, *self.query_params):
+            for name in self.params:
                 if name in data:
                     value = data.pop(name)
                     # A str for a str parameter needs no adapter: the hot path of most calls.
@@ -161,6 +163,8 @@ class Operation:
 def _fields(payload: Any) -> dict[str, Any]:
     """A call payload's fields. Anything but a mapping is the caller's error (422): the
     gateway passes a GraphQL client's JSON argument through as a payload."""
+    if type(payload) is dict:  # the common case, before the (slow) ABC check below
+        return payload.copy()
     if payload is None:
         return {}
     if not isinstance(payload, Mapping):
