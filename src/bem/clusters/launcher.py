@@ -19,6 +19,7 @@ import aiohttp
 import orjson
 
 from bem.clusters import TOPOLOGIES, members
+from bem.ops.redis_data import redact
 from bem.settings import Settings
 
 READY_TIMEOUT = 90.0
@@ -67,7 +68,7 @@ class Launcher:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stop.set)
-        mode = f"Redis at {self.settings.redis_url}" if self.settings.redis_url else \
+        mode = f"Redis at {redact(self.settings.redis_url)}" if self.settings.redis_url else \
             "embedded mode (no Redis: L1 cache, static peers, in-process event log)"
         self.say(f"bem up: topology {self.topology}, {len(self.children)} process(es), {mode}")
         start = time.monotonic()
