@@ -71,7 +71,8 @@ def container_ports(service: dict[str, Any]) -> set[int]:
 def host_ports(service: dict[str, Any]) -> list[int]:
     found = []
     for spec in service.get("ports", []):
-        host = str(spec).rsplit(":", 1)[0]
+        # [ip:]host:container, split on the colons outside ${NAME:-default}
+        host = re.split(r":(?![^{]*\})", str(spec))[-2]
         found.append(int(interpolation_default(host) or host))
     return found
 
