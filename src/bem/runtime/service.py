@@ -78,6 +78,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "body, graph or expression over its size limit"},
     422: {"model": ErrorBody, "description": "invalid input; `field` names the offending field"},
     503: {"model": ErrorBody, "description": "a dependency is unavailable; retry later"},
+    507: {"model": ErrorBody, "description": "storage full (the embedded graph store or "
+                                             "event log, or Redis at its maxmemory)"},
 }
 
 
