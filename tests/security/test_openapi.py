@@ -13,7 +13,7 @@ JSON Schema cannot say that an edge must join two nodes of its graph or that a f
 must exist, so such input is rightly a 4xx that names the field.
 
 BEM_FUZZ_EXAMPLES sets the examples per operation and mode (default 8, the CI run; the
-deep run in docs/security.md uses 200). A summary of what was sent and answered goes to
+deep run in docs/security.md uses 100). A summary of what was sent and answered goes to
 test-output/security-openapi.json.
 """
 
