@@ -21,6 +21,7 @@ from collections.abc import Iterator
 
 import httpx
 import orjson
+import psutil
 import pytest
 import redis as redis_sync
 
@@ -106,8 +107,10 @@ async def test_pool_worker_sigkill_under_load(healthy: Topology) -> None:
         await until_sent(tally, 30)
         with phase(tally, "worker_kills"):
             for _ in range(WORKER_KILLS):
+                await asyncio.to_thread(wait_until, lambda: len(pool_workers(compute)) == 2,
+                                        30, "a full pool")
                 # a busy worker when there is one (the kill then lands on a running task)
-                workers = sorted(pool_workers(compute), key=lambda p: p.status() != "running")
+                workers = sorted(pool_workers(compute), key=lambda p: not running(p))
                 workers[0].send_signal(signal.SIGKILL)
                 killed.append(workers[0].pid)
                 await until_sent(tally, 25)
@@ -198,6 +201,13 @@ async def test_logic_sigkill_with_events_pending(healthy: Topology, redis: Redis
     for event_id, _node in mine:
         per_event[event_id] = per_event.get(event_id, 0) + 1
     assert per_event == {i: n for i, n in expected.items() if n}
+
+
+def running(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() == psutil.STATUS_RUNNING
+    except psutil.Error:  # gone meanwhile
+        return False
 
 
 def pulses_of(redis_url: str, book: EventBook) -> dict[str, int]:
