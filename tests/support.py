@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -30,10 +31,27 @@ from bem.settings import Settings
 REPO = Path(__file__).resolve().parent.parent
 
 
+# Ports come from below the kernel's ephemeral range (32768-60999 on Linux): a port the kernel
+# hands out with bind(0) can be taken again by any outgoing connection before the child binds
+# it, which is how a cluster once failed with "Address already in use". Handed-out ports are
+# remembered, so two plans in one run never share one.
+_PORT_RANGE = range(20000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    for _ in range(1000):
+        port = random.choice(_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_PORT_RANGE}")
 
 
 def port_plan() -> dict[str, int]:

@@ -94,6 +94,39 @@ async def test_requests_cut_by_the_grace_period_get_503() -> None:
         proc.cleanup()
 
 
+# A cluster whose shutdown cannot finish: sfde with a lifespan hook that blocks the event
+# loop on the way out (as a stuck C call or a deadlocked library would).
+STUCK_SHUTDOWN = """
+import asyncio, os, signal, time
+from bem.runtime import supervisor
+from bem.services import spec
+from tests.support import make_settings
+
+supervisor.STOP_MARGIN = 1.0
+sfde = spec("sfde")
+
+@sfde.lifespan
+async def stuck(_ctx):
+    yield
+    time.sleep(120)
+
+async def main():
+    sup = supervisor.Supervisor(make_settings(grace_period=0.5), "sfde", [sfde])
+    asyncio.get_running_loop().call_later(1.0, os.kill, os.getpid(), signal.SIGTERM)
+    return await sup.run()
+
+raise SystemExit(asyncio.run(main()))
+"""
+
+
+def test_a_stuck_shutdown_is_cut_by_the_watchdog_with_stacks() -> None:
+    done = subprocess.run([sys.executable, "-c", STUCK_SHUTDOWN], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "shutdown still running 1s after the grace period" in done.stderr
+    assert "in stuck" in done.stderr  # the stack names where it is stuck
+
+
 def test_port_in_use_is_one_clear_line_and_nothing_is_left() -> None:
     plan = port_plan()
     blocker = socket.create_server(("127.0.0.1", plan["sfde"]))

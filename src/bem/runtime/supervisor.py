@@ -9,16 +9,22 @@ Signals belong to the supervisor alone: uvicorn's per-server signal capture is d
 (otherwise each of N servers would install, then chain, its own handler). The handler only
 sets a flag. Shutdown, in order and bounded: deregister (peers and the gateway stop choosing
 this replica), stop accepting and drain in-flight requests within GRACE_PERIOD, then stop the
-pool, bus, HTTP client and Redis link.
+pool, bus, HTTP client and Redis link. A watchdog thread bounds the whole of it: a shutdown
+still running STOP_MARGIN seconds after the grace period dumps every thread's and task's stack
+to the log and exits 1, so an orchestrator never waits on a stuck process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
+import os
 import signal
 import socket
+import sys
+import threading
 import time
 from collections.abc import Generator, Sequence
 
@@ -37,6 +43,10 @@ EXIT_OK = 0
 # the server, closes idle connections: no request is sent on a connection being closed.
 KEEP_ALIVE_SECONDS = 30
 EXIT_STARTUP_FAILURE = 3
+EXIT_STOP_OVERDUE = 1
+# Beyond the grace period: uvicorn's drain (bounded by the grace period), cancelling what is
+# left, then the pool (3 s for workers to leave, then SIGKILL), bus, client and Redis link.
+STOP_MARGIN = 15.0
 
 
 class StartupError(Exception):
@@ -167,6 +177,28 @@ class Supervisor:
                           task.exception() if not task.cancelled() else "cancelled")
 
     async def _stop_all(self) -> None:
+        watchdog = threading.Timer(self.settings.grace_period + STOP_MARGIN, self._stop_overdue,
+                                   args=(asyncio.get_running_loop(),))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            await self._stop_in_order()
+        finally:
+            watchdog.cancel()
+
+    def _stop_overdue(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Watchdog thread: the shutdown outlived its bound; say where it is stuck, exit."""
+        log.critical("cluster %s: shutdown still running %.0fs after the grace period; "
+                     "exiting with %d (stacks follow)", self.cluster, STOP_MARGIN,
+                     EXIT_STOP_OVERDUE)
+        faulthandler.dump_traceback(all_threads=True)
+        with contextlib.suppress(Exception):  # the loop's tasks, read from another thread
+            for task in list(asyncio.all_tasks(loop)):
+                task.print_stack(file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(EXIT_STOP_OVERDUE)
+
+    async def _stop_in_order(self) -> None:
         rt = self.runtime
         began = time.monotonic()
         log.info("cluster %s stopping: draining in-flight requests (grace %.0fs)",

@@ -28,7 +28,7 @@ def test_fast_parser_agrees_with_prometheus_client() -> None:
     m = Metrics("compute")
     traffic(m, 3, 0.02)
     m.requests.labels('odd "route" \\ with\nnewline', "compute", "GET", "/x{y}", "404").inc()
-    m.calls["dag_alpha", "sfde", "evaluate", "http", "ok"] += 2
+    m.calls["dag_alpha", "sfde", "evaluate", "http", "ok"] = 2
     m.pool_workers.labels(SHARED, "compute").set(3)
     text = m.render().decode()
     reference = [(s.name, s.labels, s.value) for family in text_string_to_metric_families(text)
@@ -54,7 +54,7 @@ def test_rates_over_the_window_exclude_probes() -> None:
     m.cache_requests.labels(SHARED, "compute", "l1", "hit").inc(3)
     m.cache_requests.labels(SHARED, "compute", "l1", "miss").inc(1)
     m.pool_workers.labels(SHARED, "compute").set(2)
-    m.calls["dag_alpha", "sfde", "evaluate", "inprocess", "ok"] += 8
+    m.calls["dag_alpha", "sfde", "evaluate", "inprocess", "ok"] = 8
     tracker = RateTracker(window=10.0)
 
     # First scrape: everything since the process started (uptime 4 s ago).
