@@ -317,7 +317,7 @@ def write(result: dict[str, Any], out_dir: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="bem bench", description=__doc__.split("\n\n")[0],
-        epilog="Full run: about 10 minutes on 2 cores; use a quiet machine.")
+        epilog="Full run: about 5 minutes on 2 cores; use a quiet machine.")
     parser.add_argument("--quick", action="store_true",
                         help="one round, one launch each, short loads: under two minutes, for "
                              "smoke runs (figures are noisy)")

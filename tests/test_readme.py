@@ -33,3 +33,8 @@ def test_every_setting_is_documented() -> None:
 def test_linked_docs_exist() -> None:
     for target in re.findall(r"\]\(((?:docs|benchmarks|deploy)/[^)#]+)\)", README):
         assert (REPO / target).exists(), target
+
+
+def test_the_benchmark_section_is_the_latest_run() -> None:
+    latest = (REPO / "benchmarks" / "results" / "latest.md").read_text().strip()
+    assert latest.split("\n", 1)[1].strip() in README, "paste benchmarks/results/latest.md"

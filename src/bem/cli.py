@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "one private redis-server, and measure memory, start-up, cross-service "
                     "latency, gateway throughput, pool speed-up, cache levels and the "
                     "in-process vs HTTP hop (benchmarks/topology.py of the source checkout; "
-                    "needs redis-server, wrk and the `bench` extra). About 10 minutes; "
+                    "needs redis-server, wrk and the `bench` extra). About 5 minutes; "
                     "--quick under two.")
     bench.add_argument("--quick", action="store_true", help="smoke run, noisy figures")
     bench.add_argument("--results", metavar="DIR",
