@@ -259,6 +259,26 @@ class ClusterProcess:
             os.unlink(self.log.name)
 
 
+@contextlib.contextmanager
+def compute_replicas(redis_url: str, **settings: Any) -> Iterator[dict[str, ClusterProcess]]:
+    """compute twice on different port plans (both register in the one Redis), logic and the
+    gateway beside them: started, not yet ready (callers wait), all cleaned up after."""
+    plan_a, plan_b = port_plan(), port_plan()
+    env_a = base_env(plan_a, redis_url=redis_url, **settings)
+    env_b = base_env(plan_b, redis_url=redis_url, **settings)
+    procs = {"compute-a": ClusterProcess("compute", env_a, plan_a),
+             "compute-b": ClusterProcess("compute", env_b, plan_b),
+             "logic": ClusterProcess("logic", env_a, plan_a),
+             "gateway": ClusterProcess("gateway", env_a, plan_a)}
+    try:
+        for proc in procs.values():
+            proc.start()
+        yield procs
+    finally:
+        for proc in procs.values():
+            proc.cleanup()
+
+
 class Topology:
     """Several cluster processes sharing one port plan (and optionally one Redis)."""
 

@@ -36,7 +36,7 @@ from tests.faults.support import (
     wait_until,
     wide_graph,
 )
-from tests.support import ClusterProcess, RedisServer, base_env, port_plan, redis_server
+from tests.support import ClusterProcess, RedisServer, compute_replicas, redis_server
 
 pytestmark = pytest.mark.slow
 
@@ -51,22 +51,9 @@ def redis() -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="module")
 def replicas(redis: RedisServer) -> Iterator[dict[str, ClusterProcess]]:
-    plan_a, plan_b = port_plan(), port_plan()
-    settings = {"redis_url": redis.url, "registry_ttl": 2, "workers": 2,
-                "pool_threshold": 100, "rate_limit_rps": 1_000_000,
-                "rate_limit_burst": 1_000_000}
-    env_a, env_b = base_env(plan_a, **settings), base_env(plan_b, **settings)
-    procs = {"compute-a": ClusterProcess("compute", env_a, plan_a),
-             "compute-b": ClusterProcess("compute", env_b, plan_b),
-             "logic": ClusterProcess("logic", env_a, plan_a),
-             "gateway": ClusterProcess("gateway", env_a, plan_a)}
-    try:
-        for proc in procs.values():
-            proc.start()
+    with compute_replicas(redis.url, registry_ttl=2, workers=2, pool_threshold=100,
+                          rate_limit_rps=1_000_000, rate_limit_burst=1_000_000) as procs:
         yield procs
-    finally:
-        for proc in procs.values():
-            proc.cleanup()
 
 
 @pytest.fixture
@@ -139,7 +126,7 @@ async def test_sigterm_of_a_replica_drains_and_the_gateway_moves_on(
                        exit_code=code)
     tally.report()
     assert [a.status_code for a in answers] == [200] * IN_FLIGHT, [a.text for a in answers]
-    assert code == 0
+    assert code == 0, victim.output()[-20000:]
     assert tally.total("failed") == 0, tally.failures
     assert tally.summary()["by_phase"]["after"]["ok"] >= 60  # served by the other replica
 

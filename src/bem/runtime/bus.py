@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from bem.runtime.redis_link import OUTAGE_ERRORS, RedisLink
+from bem.runtime.redis_link import OUTAGE_ERRORS, RedisLink, raise_if_cancelled
 
 log = logging.getLogger("bem.bus")
 
@@ -114,11 +114,13 @@ class PulseBus:
             await pubsub.psubscribe(CHANNEL_PREFIX + "*")
             self.listening.set()
             async for msg in pubsub.listen():
+                raise_if_cancelled()
                 if msg.get("type") != "pmessage":
                     continue
                 topic = msg["channel"].decode()[len(CHANNEL_PREFIX):]
                 self._deliver(topic, orjson.loads(msg["data"]))
         except OUTAGE_ERRORS as exc:
+            raise_if_cancelled()
             self.listening.clear()
             log.warning("pulse bus lost Redis (%s); resubscribing", exc)
             await asyncio.sleep(0.5)

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import ClusterProcess, base_env, port_plan, redis_server
+from tests.support import ClusterProcess, compute_replicas, redis_server
 
 pytestmark = pytest.mark.slow
 
@@ -23,24 +23,10 @@ AFTER_KILL = 8.0  # longer than the ejection (5 s): the dead replica is re-probe
 
 @pytest.fixture(scope="module")
 def replicas() -> Iterator[dict[str, ClusterProcess]]:
-    """compute twice on different port plans (both register in Redis), logic, gateway."""
-    with redis_server() as redis:
-        plan_a, plan_b = port_plan(), port_plan()
-        env_a = base_env(plan_a, redis_url=redis.url)
-        env_b = base_env(plan_b, redis_url=redis.url)
-        procs = {"compute-a": ClusterProcess("compute", env_a, plan_a),
-                 "compute-b": ClusterProcess("compute", env_b, plan_b),
-                 "logic": ClusterProcess("logic", env_a, plan_a),
-                 "gateway": ClusterProcess("gateway", env_a, plan_a)}
-        try:
-            for proc in procs.values():
-                proc.start()
-            for proc in procs.values():
-                proc.wait_ready()
-            yield procs
-        finally:
-            for proc in procs.values():
-                proc.cleanup()
+    with redis_server() as redis, compute_replicas(redis.url) as procs:
+        for proc in procs.values():
+            proc.wait_ready()
+        yield procs
 
 
 def requests(sample: dict[str, Any]) -> list[tuple[str, str, Any]]:
