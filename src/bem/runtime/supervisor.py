@@ -9,7 +9,7 @@ Signals belong to the supervisor alone: uvicorn's per-server signal capture is d
 (otherwise each of N servers would install, then chain, its own handler). The handler only
 sets a flag. Shutdown, in order and bounded: deregister (peers and the gateway stop choosing
 this replica), stop accepting and drain in-flight requests within GRACE_PERIOD, then stop the
-pool, bus, HTTP client and Redis link. A watchdog thread bounds the whole of it: a shutdown
+pool, bus, HTTP client and Redis link. In `bem serve` a watchdog thread bounds the whole: a shutdown
 still running STOP_MARGIN seconds after the grace period dumps every thread's and task's stack
 to the log and exits 1, so an orchestrator never waits on a stuck process.
 """
@@ -115,15 +115,18 @@ class Supervisor:
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.request_stop)
+        # The watchdog exits the process: only when the supervisor owns it (`bem serve`),
+        # never when embedded in another program (tests, benchmarks).
+        bounded = install_signals
         try:
             await self._start()
         except BaseException:
-            await self._stop_all()
+            await self._stop_all(bounded)
             raise
         try:
             await self._serve_until_stopped()
         finally:
-            await self._stop_all()
+            await self._stop_all(bounded)
             if install_signals:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
@@ -176,7 +179,10 @@ class Supervisor:
                 log.error("service %s stopped unexpectedly: %r", name,
                           task.exception() if not task.cancelled() else "cancelled")
 
-    async def _stop_all(self) -> None:
+    async def _stop_all(self, bounded: bool) -> None:
+        if not bounded:
+            await self._stop_in_order()
+            return
         watchdog = threading.Timer(self.settings.grace_period + STOP_MARGIN, self._stop_overdue,
                                    args=(asyncio.get_running_loop(),))
         watchdog.daemon = True
