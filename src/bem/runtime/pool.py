@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import pickle
 import signal
@@ -127,6 +128,10 @@ class ComputePool:
         for name in _BLAS_ENV:  # inherited by the forkserver before it imports NumPy
             os.environ[name] = str(self.numpy_threads)
         self._ctx.set_forkserver_preload(list(self.preload))
+        # Launch the forkserver now, not at the first spawn: it imports NumPy and SciPy
+        # (~1.5 s) while this process goes on importing the compute modules and building its
+        # apps, on another core. This only forks and execs the server; it does not wait.
+        multiprocessing.forkserver.ensure_running()
         # Process.start() talks to the forkserver (and the first call starts it, importing
         # NumPy/SciPy for ~1 s): keep that off the event loop.
         workers = await asyncio.gather(*(asyncio.to_thread(self._spawn)

@@ -70,6 +70,7 @@ class Runtime:
         """Start the shared resources. The pool boots in the background (its forkserver
         imports NumPy/SciPy while this process does the same); `pool_started()` waits."""
         self._pool_start = asyncio.create_task(self.pool.start(), name="pool-start")
+        await asyncio.sleep(0)  # the task launches the forkserver before the imports below block
         for ctx in self.contexts.values():  # first request must not pay the import
             for module in ctx.spec.compute_modules:
                 importlib.import_module(module)
