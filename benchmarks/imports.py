@@ -224,8 +224,8 @@ def largest(layers: list[dict[str, Any]], tree: dict[str, Any]) -> str:
         preload = t["pool_workers_forked_s"] - t["pool_forkserver_started_s"]
         lines.append(f"Start-up: {t['pool_forkserver_started_s']} of {t['healthy_s']} s pass "
                      f"before the pool starts; the forkserver's preload then takes "
-                     f"{preload:.2f} s ({preload / t['healthy_s']:.0%}), after the cluster "
-                     f"process has imported the same libraries, not alongside.")
+                     f"{preload:.2f} s ({preload / t['healthy_s']:.0%}), alongside the cluster "
+                     f"process importing the compute modules and building its apps.")
     return "\n".join(lines)
 
 
@@ -250,10 +250,11 @@ def main() -> int:
     print(_table(modules[:12], ["module", "self_ms"]))
     t = tree["timeline"]
     print(f"\n## The running `bem serve single`: healthy in {tree['startup_s']} s\n")
-    print(f"- 0 to {t.get('pool_forkserver_started_s')} s: interpreter, imports, nine apps "
-          f"built, Redis connected; then the pool starts\n"
+    print(f"- 0 to {t.get('pool_forkserver_started_s')} s: interpreter and the nine services' "
+          f"API modules; then the pool's forkserver starts\n"
           f"- to {t.get('pool_workers_forked_s')} s: the forkserver imports NumPy, SciPy, "
-          f"NetworkX and the compute modules, then forks the workers\n"
+          f"NetworkX and the compute modules, then forks the workers (meanwhile the cluster "
+          f"process imports the compute modules, connects Redis and builds its apps)\n"
           f"- to {t['healthy_s']} s: workers ready, ports bound, registered, every /health "
           f"passes\n")
     print(_table(tree["processes"], ["process", "pid", "pss_mb", "rss_mb", "uss_mb"]))
