@@ -132,8 +132,8 @@ class ComputePool:
         # (~1.5 s) while this process goes on importing the compute modules and building its
         # apps, on another core. This only forks and execs the server; it does not wait.
         multiprocessing.forkserver.ensure_running()
-        # Process.start() talks to the forkserver (and the first call starts it, importing
-        # NumPy/SciPy for ~1 s): keep that off the event loop.
+        # Process.start() talks to the forkserver, and the first call waits for its preload
+        # to finish: keep that off the event loop.
         workers = await asyncio.gather(*(asyncio.to_thread(self._spawn)
                                          for _ in range(self.size)))
         for worker in workers:
