@@ -77,6 +77,15 @@ def base_env(plan: dict[str, int], **extra: Any) -> dict[str, str]:
     return env
 
 
+def metric_total(text: str, name: str, **labels: str) -> float:
+    """Sum of a metric's samples in Prometheus text, over the lines carrying `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 # --- redis ---------------------------------------------------------------------------------
 class RedisServer:
     """A private redis-server on a free port, with a data dir for persistence tests."""

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import Topology
+from tests.support import Topology, metric_total
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +34,7 @@ def both(layouts: tuple[Topology, Topology], service: str, path: str,
 
 def calls(layout: Topology, service: str, transport: str) -> float:
     text = httpx.get(layout.url(service) + "/metrics").text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("bem_service_calls_total{")
-               and f'transport="{transport}"' in line)
+    return metric_total(text, "bem_service_calls_total", transport=transport)
 
 
 def test_dag_run_is_identical(layouts: tuple[Topology, Topology],

@@ -197,14 +197,6 @@ def pool_workers(cluster: ClusterProcess) -> list[psutil.Process]:
     return workers
 
 
-def metric_total(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def wait_until(check: Callable[[], bool], limit: float, what: str) -> None:
     deadline = time.monotonic() + limit
     while not check():

@@ -29,14 +29,19 @@ from tests.faults.support import (
     Load,
     Request,
     Tally,
-    metric_total,
     phase,
     sample_variant,
     until_sent,
     wait_until,
     wide_graph,
 )
-from tests.support import ClusterProcess, RedisServer, compute_replicas, redis_server
+from tests.support import (
+    ClusterProcess,
+    RedisServer,
+    compute_replicas,
+    metric_total,
+    redis_server,
+)
 
 pytestmark = pytest.mark.slow
 

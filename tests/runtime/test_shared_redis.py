@@ -8,20 +8,12 @@ from typing import Any
 import httpx
 import redis as redis_sync
 
-from tests.support import ClusterProcess, RedisServer, base_env, port_plan
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+from tests.support import ClusterProcess, RedisServer, base_env, metric_total, port_plan
 
 
 def computed(text: str) -> float:
     """Compute jobs this process ran, inline or in its pool."""
-    return metric(text, "bem_inline_tasks_total") + metric(text, "bem_pool_tasks_total")
+    return metric_total(text, "bem_inline_tasks_total") + metric_total(text, "bem_pool_tasks_total")
 
 
 def test_second_cluster_computes_nothing_the_first_cached(redis: RedisServer,
@@ -40,7 +32,7 @@ def test_second_cluster_computes_nothing_the_first_cached(redis: RedisServer,
         second_metrics = httpx.get(second.url("graph_runtime") + "/metrics").text
         assert computed(first_metrics) == 1
         assert computed(second_metrics) == 0
-        assert metric(second_metrics, "bem_cache_requests_total", level="redis",
+        assert metric_total(second_metrics, "bem_cache_requests_total", level="redis",
                       result="hit") == 1
         # a graph stored through one replica is served by the other
         gid = httpx.post(first.url("graph_runtime") + "/graphs", json=sample).json()["graph_id"]

@@ -13,7 +13,7 @@ import sys
 import httpx
 import pytest
 
-from tests.support import ClusterProcess, base_env, port_plan
+from tests.support import ClusterProcess, base_env, metric_total, port_plan
 
 
 def big_graph(seed: int, n: int = 500, m: int = 2000) -> dict[str, object]:
@@ -25,10 +25,7 @@ def big_graph(seed: int, n: int = 500, m: int = 2000) -> dict[str, object]:
 
 
 def in_flight(metrics: str, service: str) -> float:
-    for line in metrics.splitlines():
-        if line.startswith("bem_http_requests_in_flight{") and f'service="{service}"' in line:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return metric_total(metrics, "bem_http_requests_in_flight", service=service)
 
 
 async def test_sigterm_drains_in_flight_requests_then_exits_0() -> None:
