@@ -59,7 +59,8 @@ def problem(response: httpx.Response) -> str | None:
 
 
 # --- the workload ------------------------------------------------------------------------
-# The documented example of optimization POST /select: two components, a budget.
+# The documented example of optimization POST /select (SelectRequest), with explicit weights
+# in place of its agent coefficients: two components, a budget.
 SELECT_PROBLEM = {
     "components": [
         {"id": "V01", "options": [

@@ -42,11 +42,8 @@ service = ServiceSpec(
 
 @service.lifespan
 async def _lifespan(ctx: ServiceContext) -> AsyncIterator[None]:
-    router = ctx.state["router"] = Router(ctx)
-    try:
-        yield
-    finally:
-        await router.close()
+    ctx.state["router"] = Router(ctx)  # holds nothing to release: the runtime owns the session
+    yield
 
 
 class _GraphQLRouter(GraphQLRouter):  # type: ignore[type-arg]

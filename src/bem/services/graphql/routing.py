@@ -135,9 +135,6 @@ class Router:
         self.runtime = ctx.runtime
         self.timeout = ctx.settings.request_timeout
 
-    async def close(self) -> None:
-        """Nothing to release: remote requests use the runtime's pooled session."""
-
     async def handle(self, request: Request, service: str, rest: str) -> Response:
         if service not in ROUTABLE:
             return error_response(NotFound(
