@@ -24,6 +24,7 @@ member service on its own port.
   bem up                      all nine services on this machine (embedded defaults)
   bem serve compute           one cluster process (the container entry point)
   bem health                  health of a running cluster
+  bem compat check            replay the old platform's clients against a deployment
   bem backup -o FILE          archive the Redis data and DATA_DIR; `bem restore FILE`
   bem bench --quick           sprawl vs optimized vs single, side by side (source checkout)
 
@@ -96,6 +97,15 @@ def cmd_health(args: argparse.Namespace) -> int:
     from bem.clusters.health_cli import check_health
 
     return run_loop(check_health(settings, args.url, as_json=args.json, timeout=args.timeout))
+
+
+def cmd_compat(args: argparse.Namespace) -> int:
+    from bem.compat.check import compat_check, list_cases
+
+    if args.compat_command == "list":
+        return list_cases()
+    settings = _settings_or_exit()
+    return run_loop(compat_check(settings, args.url, only=args.only, timeout=args.timeout))
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -184,6 +194,33 @@ def _add_backup_commands(sub: Any) -> None:
                              help="shared data directory (default: $DATA_DIR; unset = none)")
 
 
+def _add_compat_commands(sub: Any) -> None:
+    compat = sub.add_parser(
+        "compat", help="the old platform's clients: replay their requests",
+        description="The requests the old platform's clients send (agent console, "
+                    "orchestrator, ECM WebSocket clients; recorded from their code, each "
+                    "naming its file), and what each reads from the answer.")
+    commands = compat.add_subparsers(dest="compat_command", required=True, metavar="COMMAND")
+    check = commands.add_parser(
+        "check", help="replay every recorded request against a running deployment",
+        description="Replay every recorded request of the old clients and check what each "
+                    "client reads from the answer. One line per request, then 'N/M "
+                    "compatible'; exit 0 only when all are compatible. Without URL, each "
+                    "service is reached at its static address (BACKEND_<CLUSTER>_URL or "
+                    "BACKEND_HOST, and <SERVICE>_PORT), as the clusters reach each other.")
+    check.add_argument("url", nargs="?", metavar="URL",
+                       help="scheme://host where every service listens on its own port "
+                            "(e.g. http://127.0.0.1 for `bem up`)")
+    check.add_argument("--only", metavar="TEXT",
+                       help="replay only the requests whose old file or name contains TEXT")
+    check.add_argument("--timeout", type=float, default=30.0,
+                       help="seconds per request (default 30)")
+    commands.add_parser("list", help="list the recorded requests",
+                        description="One line per recorded request: its old file, what it "
+                                    "sends, what it is.")
+    compat.set_defaults(func=cmd_compat)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bem", description=_DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -214,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--json", action="store_true", help="print the raw health document")
     health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
     health.set_defaults(func=cmd_health)
+    _add_compat_commands(sub)
     _add_backup_commands(sub)
 
     bench = sub.add_parser(

@@ -1,0 +1,1 @@
+"""Compatibility with the old platform's clients: their recorded requests and their replay."""
