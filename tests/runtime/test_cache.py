@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import tracemalloc
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 
 from bem.runtime.cache import Cache, LRUBytes
@@ -21,6 +24,25 @@ def test_lru_never_exceeds_its_byte_bound() -> None:
     assert lru.get("k0") is None and lru.get("k99") == b"x" * 300
     lru.put("huge", b"x" * 5_000)  # bigger than the cache: not stored, nothing evicted
     assert lru.get("huge") is None and lru.get("k99") is not None
+
+
+def test_lru_bound_is_what_it_holds_in_memory() -> None:
+    """orjson's bytes keep the buffer they grew in (64 KiB for a 3 KB result, never shown
+    by len()); the LRU must hold only the bytes it counts, or its bound means nothing."""
+    results = [{f"n{i}": 0.123456789 * i * k for i in range(150)} for k in range(200)]
+    lru = LRUBytes(10**9)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for k, result in enumerate(results):
+            lru.put(f"key-{k}", orjson.dumps(result))
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(lru) == 200 and lru.size > 200 * 2000
+    assert held < 1.5 * lru.size, f"{held} bytes held for an LRU that counts {lru.size}"
 
 
 def test_keys_are_content_hashes() -> None:

@@ -32,6 +32,17 @@ def content_hash(value: Any) -> str:
     return hashlib.sha256(canonical(value)).hexdigest()
 
 
+def exact(data: bytes) -> bytes:
+    """A copy of `data` that holds exactly its length in memory, for bytes kept long.
+
+    orjson >= 3.12 returns bytes that keep the whole buffer it grew while writing (64 KiB
+    for a 3 KB result: ijl/orjson's byteswriter never shrinks it), and `len()` does not
+    show it. Keeping such values made the L1 cache hold ~20x its CACHE_SIZE bound in RSS;
+    the soak found it. (`bytes(b)` would return `b` itself; a memoryview forces the copy.)
+    """
+    return bytes(memoryview(data))
+
+
 class LRUBytes:
     """An LRU map of str -> bytes whose total size never exceeds `capacity` bytes."""
 
@@ -53,6 +64,7 @@ class LRUBytes:
         cost = len(key) + len(value) + _ENTRY_OVERHEAD
         if cost > self.capacity:
             return  # larger than the whole cache: caching it would evict everything
+        value = exact(value)  # the bound counts len(value): make that what it holds
         old = self._data.pop(key, None)
         if old is not None:
             self.size -= len(key) + len(old) + _ENTRY_OVERHEAD

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from bem.errors import InsufficientStorage, NotFound
-from bem.runtime.cache import LRUBytes, canonical, content_hash
+from bem.runtime.cache import LRUBytes, canonical, content_hash, exact
 from bem.runtime.redis_link import RedisLink
 
 KEY_PREFIX = "bem:graph:"
@@ -45,7 +45,7 @@ class GraphStore:
             raise InsufficientStorage(
                 f"the embedded graph store holds its limit of {self.capacity} graphs "
                 f"(MAX_STORED_GRAPHS); configure REDIS_URL for shared storage")
-        self._local[gid] = data
+        self._local[gid] = exact(data)  # kept until the process ends
         return gid, True
 
     async def get(self, gid: str) -> dict[str, Any]:
