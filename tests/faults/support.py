@@ -38,11 +38,19 @@ class Request:
     name: str
     method: str
     path: str
-    body: Any = None  # or a function of the request's number: a fresh body each time
+    body: Any = None  # or a function of n, the request's number among those of its name
     refusable: bool = False
+    cycle: int | None = None  # a working set of this many bodies: body(n % cycle)
+
+    @property
+    def distinct(self) -> int | None:
+        """How many different bodies it sends: None when each one is new."""
+        return self.cycle if callable(self.body) else 1
 
     def body_for(self, n: int) -> Any:
-        return self.body(n) if callable(self.body) else self.body
+        if not callable(self.body):
+            return self.body
+        return self.body(n if self.cycle is None else n % self.cycle)
 
 
 @dataclass
@@ -124,7 +132,9 @@ class Load:
         self.timeout = timeout
         self._stop = asyncio.Event()
         self._sent = 0
-        self._numbers = itertools.count()
+        # Numbered per request name: the n-th request of a kind gets body(n), so a kind that
+        # rotates over a working set has covered all of it after `cycle` requests.
+        self._numbers: dict[str, itertools.count[int]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Load:
@@ -147,7 +157,8 @@ class Load:
             await self.send(request)
 
     async def send(self, request: Request) -> httpx.Response | None:
-        body = request.body_for(next(self._numbers))
+        body = request.body_for(next(self._numbers.setdefault(request.name,
+                                                                 itertools.count())))
         try:
             answer = await self.http.request(request.method, request.path, json=body)
         except httpx.HTTPError as exc:
