@@ -21,7 +21,7 @@ import orjson
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from bem.runtime.supervisor import Supervisor
 from bem.services.ecm_ws.hub import RESPONSE_LIMIT
@@ -157,6 +157,16 @@ async def test_old_messages_are_counted_by_old_type(gw: Supervisor) -> None:
 
 
 # --- the limits of /ws hold on the root path --------------------------------------------
+async def test_api_keys_guard_the_root_path_too() -> None:
+    settings = make_settings(BEM_API_KEYS="s3cret")
+    async with run_cluster("gateway", settings, services=["ecm_ws"]) as sup:
+        with pytest.raises(InvalidStatus) as refused:
+            await websockets.connect(root_url(sup))
+        assert refused.value.response.status_code == 401
+        async with await connect(root_url(sup) + "/?api_key=s3cret") as ws:
+            await assert_open(ws)
+
+
 async def test_message_over_the_limit_closes_with_1009_others_unaffected() -> None:
     settings = make_settings(max_ws_message_size=64 * 1024)
     async with run_cluster("gateway", settings, services=["ecm_ws"]) as sup, \
