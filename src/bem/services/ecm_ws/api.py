@@ -167,7 +167,7 @@ async def answer_legacy(ctx: ServiceContext, msg: legacy.OldMessage) -> str:
         result = await ctx.call("callback_engine", "submit_events", {"events": pulse.events})
     except BemError as exc:  # not appended (a 503 while the log is down): not "received"
         return legacy.refused(msg, exc, pulse)
-    return legacy.received(msg, _plain(result), pulse)
+    return legacy.accepted(msg, _plain(result), pulse)
 
 
 async def handle_legacy(ctx: ServiceContext, conn: Connection, frame: Mapping[str, Any]

@@ -182,26 +182,31 @@ def _now() -> str:
 
 
 def welcome() -> str:
-    # "received", not the old gateway's "connected": three old clients read the first
-    # message after their first send as its receipt and check status == "received" (they
-    # were written against a relay without a welcome), while test_phase1 reads a welcome
-    # first; a welcome that is itself a receipt serves both. Nothing reads "connected".
+    # "received", not the old gateway's "connected": tests/test_phase3_production.py and
+    # tests/test_recent_commits.py read the first message after their first send as its
+    # receipt and check status == "received" (they were written against a relay without a
+    # welcome), while tests/test_phase1_implementation.py reads a welcome first; a welcome
+    # that is itself a receipt serves both. No old client reads "connected".
     return encode({"type": "connection_established", "timestamp": _now(),
                    "status": "received", "message": WELCOME})
 
 
-def received(msg: OldMessage, accepted: dict[str, Any] | None = None,
-             pulse: Pulse | None = None) -> str:
-    """The receipt of a message: relayed, or accepted as the pulse events listed."""
-    body: dict[str, Any] = {"timestamp": _now(), "status": "received", "echo": msg.payload,
-                            "type": msg.type, "original_message_id": msg.id,
-                            "processing_status": "relayed"}
-    if accepted is not None and pulse is not None:
-        body["processing_status"] = "accepted"
-        body["events"] = [{**a, "node": e["node"]}
-                          for a, e in zip(accepted["events"], pulse.events, strict=True)]
-        body["durable"] = accepted.get("durable")
-    return encode(body)
+def received(msg: OldMessage) -> str:
+    """The receipt of a message relayed as it was (no pulse in it)."""
+    return encode(_receipt(msg, "relayed"))
+
+
+def accepted(msg: OldMessage, answer: dict[str, Any], pulse: Pulse) -> str:
+    """The receipt of a pulse message: the events the callback engine accepted."""
+    events = [{**a, "node": e["node"]}
+              for a, e in zip(answer["events"], pulse.events, strict=True)]
+    return encode({**_receipt(msg, "accepted"), "events": events,
+                   "durable": answer.get("durable")})
+
+
+def _receipt(msg: OldMessage, processing_status: str) -> dict[str, Any]:
+    return {"timestamp": _now(), "status": "received", "echo": msg.payload, "type": msg.type,
+            "original_message_id": msg.id, "processing_status": processing_status}
 
 
 def refused(msg: OldMessage, exc: BemError, pulse: Pulse | None = None) -> str:
