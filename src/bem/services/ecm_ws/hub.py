@@ -69,8 +69,9 @@ class Outbox:
         self._replies.append(message)
         self._ready.set()
 
-    async def next(self, timeout: float) -> str | None:
-        """The next message to write, or None after `timeout` seconds with nothing to send."""
+    async def next(self, timeout: float | None) -> str | None:
+        """The next message to write, or None after `timeout` seconds with nothing to send
+        (None: wait for one as long as it takes)."""
         while True:
             if self._replies:
                 self._space.set()
@@ -90,7 +91,7 @@ class Outbox:
 class Connection:
     _ids = itertools.count(1)
 
-    def __init__(self, ws: WebSocket, hub: Hub, heartbeat: float) -> None:
+    def __init__(self, ws: WebSocket, hub: Hub, heartbeat: float | None) -> None:
         self.id = next(self._ids)
         self.ws = ws
         self.hub = hub
@@ -99,7 +100,8 @@ class Connection:
         self.outbox = Outbox()
 
     async def write_loop(self) -> None:
-        """Write queued messages in order; a heartbeat after `heartbeat` quiet seconds."""
+        """Write queued messages in order; a heartbeat after `heartbeat` quiet seconds
+        (None: never, the old relay protocol has no heartbeat message)."""
         try:
             while True:
                 message = await self.outbox.next(self.heartbeat)
@@ -123,7 +125,7 @@ class Hub:
         m = ctx.runtime.metrics
         self._gauge = m.ws_connections.labels(ctx.name, m.cluster)
 
-    def open(self, ws: WebSocket, heartbeat: float) -> Connection:
+    def open(self, ws: WebSocket, heartbeat: float | None) -> Connection:
         conn = Connection(ws, self, heartbeat)
         self.connections.add(conn)
         self._gauge.inc()
