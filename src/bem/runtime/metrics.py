@@ -82,6 +82,10 @@ class Metrics:
         self.ws_connections = Gauge("bem_ws_connections", "open WebSocket connections", sc,
                                     registry=r)
         self.up = Gauge("bem_service_up", "1 while the service is serving", sc, registry=r)
+        self.legacy_requests = Counter(
+            "bem_legacy_requests_total",
+            "requests in the old platform's API, by service and old operation",
+            ("service", "cluster", "operation"), registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
