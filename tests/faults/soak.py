@@ -37,7 +37,7 @@ import websockets
 
 from tests.faults.events import EventBook, websocket_submitter
 from tests.faults.support import Load, Request, Tally, sample_variant, wide_graph
-from tests.support import REPO, Topology, redis_server
+from tests.support import REPO, Topology, graph_input, redis_server
 
 WORKING_SET = 200  # distinct project variants the load cycles through
 LEVEL_FRACTION = 0.05
@@ -52,7 +52,7 @@ SELECT = {"components": [
     "budget": 90000, "weights": {"material": 1.0}}
 QUERY = """query($g: GraphInput!, $v: JSON!) { analyze(graph: $g, metrics: [levels, summary])
   { levels summary { nodes edges } }
-  evaluate_expression(expression: "w * L**2 / 8", variables: $v) { values } }"""
+  evaluateExpression(expression: "w * L**2 / 8", variables: $v) { values } }"""
 
 
 def mix(book: EventBook) -> list[Request]:
@@ -78,7 +78,7 @@ def mix(book: EventBook) -> list[Request]:
         Request("event_stats", "GET", "/callback_engine/stats"),
         Request("graphql", "POST", "/graphql",
                 lambda n: {"query": QUERY, "variables": {
-                    "g": variant(n), "v": {"w": 10.0, "L": [4.0, 6.0 + n % 7]}}}),
+                    "g": graph_input(variant(n)), "v": {"w": 10.0, "L": [4.0, 6.0 + n % 7]}}}),
     ]
 
 

@@ -285,10 +285,10 @@ class GatewaySchema(strawberry.Schema):
 
 schema = GatewaySchema(
     query=Query, mutation=Mutation, subscription=Subscription,
-    # snake_case names, as in every other API of the platform: the graph JSON a client sends
-    # to POST /graphs is, unchanged, the `graph` variable of store_graph.
-    config=StrawberryConfig(auto_camel_case=False,
-                            batching_config={"max_operations": MAX_BATCH}),
+    # camelCase names (strawberry's default): GraphQL's convention, and the old platform's
+    # clients' (its fields are part of this schema). JSON values (attrs, results) keep the
+    # services' snake_case keys: they are data, not schema.
+    config=StrawberryConfig(batching_config={"max_operations": MAX_BATCH}),
     # Factories, not instances: an extension may keep per-request state, so each request
     # gets its own (strawberry issue 4369). The limit rules are built once, so that the
     # validation cache (keyed by document and rules) hits for a repeated query: validation
