@@ -96,11 +96,13 @@ def _quantity(name: str, given: dict[str, float], attrs: Mapping[str, Any]) -> f
     return None
 
 
-def _asked_for(quantity: str) -> list[str]:
-    """What a client sends to supply a quantity."""
-    if quantity in DERIVED:
-        return [n for i in DERIVED[quantity][0] for n in _asked_for(i)]
-    return [" or ".join(source for source, _ in SOURCES[quantity])]
+def _missing(quantity: str, given: dict[str, float], attrs: Mapping[str, Any]) -> list[str]:
+    """What a client sends to supply a quantity that cannot be found."""
+    if quantity not in DERIVED:
+        return [" or ".join(source for source, _ in SOURCES[quantity])]
+    parts = [m for i in DERIVED[quantity][0] if _quantity(i, given, attrs) is None
+             for m in _missing(i, given, attrs)]
+    return parts or [f"{quantity} (undefined for the values given, e.g. a zero length)"]
 
 
 def plan(affinity: str, given: dict[str, float], attrs: Mapping[str, Any],
@@ -115,7 +117,7 @@ def plan(affinity: str, given: dict[str, float], attrs: Mapping[str, Any],
             if param in step.quantities:
                 value = _quantity(step.quantities[param], given, attrs)
                 if value is None:
-                    missing.extend(n for n in _asked_for(step.quantities[param])
+                    missing.extend(n for n in _missing(step.quantities[param], given, attrs)
                                    if n not in missing)
                     continue
                 params[param] = value

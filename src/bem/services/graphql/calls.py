@@ -72,6 +72,7 @@ async def call(info: Info, service: str, operation: str, payload: Any = None, *,
         raise backend_error(service, operation, exc, arguments) from None
 
 
-async def call_json(info: Info, service: str, operation: str, payload: Any = None) -> Any:
+async def call_json(info: Info, service: str, operation: str, payload: Any = None, *,
+                    arguments: Mapping[str, str] | None = None) -> Any:
     """The same, for answers carried whole as JSON."""
-    return jsonable(await call(info, service, operation, payload))
+    return jsonable(await call(info, service, operation, payload, arguments=arguments))

@@ -24,6 +24,7 @@ from graphql import GraphQLError
 from strawberry.types import Info
 
 from bem.errors import NotFound
+from bem.services.callback_engine.models import MAX_RECENT
 from bem.services.graphql import affinity
 from bem.services.graphql.calls import argument_error, call, call_json, service_context
 from bem.services.graphql.legacy_types import (
@@ -51,7 +52,6 @@ from bem.services.graphql.types import JSON, Graph, Node, graph_from
 SERVICE = "graphql"  # the `service` label of the legacy counter
 PULSE_TOPIC = "pulses"
 GRAPH_TOPIC = "graph"
-MAX_HISTORY = 1000  # callback_engine GET /events answers at most this many
 _OLD_PHASES = {t.value: phase for t, phase in PHASES.items()}
 
 
@@ -158,6 +158,14 @@ def _graph_source(graph: Graph) -> dict[str, Any]:
     return {"graph_id": str(graph.graph_id)} if graph.graph_id else {"graph": graph.data}
 
 
+async def recent_events(info: Info, limit: int) -> list[dict[str, Any]]:
+    """callback_engine's last finished events (its bound checked here, to name `limit`)."""
+    if not 1 <= limit <= MAX_RECENT:
+        raise argument_error("limit", f"between 1 and {MAX_RECENT}, not {limit}")
+    answer = await call_json(info, "callback_engine", "recent_events", {"limit": limit})
+    return answer["events"]  # type: ignore[no-any-return]
+
+
 # --- affinity analysis (sfde) --------------------------------------------------------------
 async def _catalogue(info: Info) -> dict[str, dict[str, float | None]]:
     """formula -> parameter -> default (None = required), from sfde's catalogue."""
@@ -258,10 +266,7 @@ class LegacyQuery:
                       description="The last finished pulse events, most recent first.")
     async def pulse_history(self, info: Info, limit: int = 100) -> list[PulseEvent]:
         count(info, "pulseHistory")
-        if not 1 <= limit <= MAX_HISTORY:
-            raise argument_error("limit", f"between 1 and {MAX_HISTORY}, not {limit}")
-        answer = await call_json(info, "callback_engine", "recent_events", {"limit": limit})
-        return [pulse_event_from_record(r) for r in answer["events"]]
+        return [pulse_event_from_record(r) for r in await recent_events(info, limit)]
 
     @strawberry.field(deprecation_reason="use functorTypes and affinity",
                       description="The functor types and the affinity types "

@@ -62,6 +62,7 @@ from bem.services.graphql.legacy import (
     OldContext,
     OldFilter,
     load_graph,
+    recent_events,
 )
 from bem.services.graphql.optimization import (
     ParameterOptimum,
@@ -236,9 +237,7 @@ class Query(LegacyQuery):
     @strawberry.field(description="The last finished events (processed or failed), most "
                                   "recently finished first.")
     async def recent_events(self, info: Info, limit: int = 100) -> list[Event]:
-        answer = await call_json(info, "callback_engine", "recent_events", {"limit": limit},
-                                 arguments={"query": "limit"})
-        return [event_from(e) for e in answer["events"]]
+        return [event_from(e) for e in await recent_events(info, limit)]
 
     @strawberry.field(description="Event processing counters and lag.")
     async def event_stats(self, info: Info) -> JSON:
