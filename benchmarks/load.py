@@ -76,14 +76,14 @@ SELECT_PROBLEM = {
 # whose type is an object is asked for `{ __typename }` when it has no selection here: its
 # resolver, the backend call, runs whatever is selected.
 GRAPHQL_FIELDS: tuple[tuple[str, str, dict[str, str]], ...] = (
-    ("graph_runtime", "analyze(graph_id: $gid, metrics: [summary, critical_path]) "
-                      "{ summary { nodes edges } critical_path { length } }", {"gid": "ID!"}),
-    ("sfde", "evaluate_expression(expression: \"w * L**2 / 8\", variables: $beam) { value }",
+    ("graph_runtime", "analyze(graphId: $gid, metrics: [summary, critical_path]) "
+                      "{ summary { nodes edges } criticalPath { length } }", {"gid": "ID!"}),
+    ("sfde", "evaluateExpression(expression: \"w * L**2 / 8\", variables: $beam) { value }",
      {"beam": "JSON!"}),
-    ("functor_types", "functor_types", {}),
-    ("dag_alpha", "dag_run(graph_id: $gid)", {"gid": "ID!"}),
-    ("callback_engine", "event_stats", {}),
-    ("optimization", "select_options(problem: $problem)", {"problem": "JSON!"}),
+    ("functor_types", "functorTypes", {}),
+    ("dag_alpha", "dagRun(graphId: $gid)", {"gid": "ID!"}),
+    ("callback_engine", "eventStats", {}),
+    ("optimization", "selectOptions(problem: $problem)", {"problem": "JSON!"}),
 )
 HEALTH_FIELD = ("dashboard", "health { status clusters { name status } }", {})
 NEEDS_SELECTION = "must have a selection of subfields"

@@ -150,6 +150,17 @@ def redis_server(**kwargs: Any) -> Iterator[RedisServer]:
 
 
 # --- in-process clusters (same event loop as the test) ----------------------------------
+_INPUT_NAMES = {"functor_type": "functorType", "agent_coefficients": "agentCoefficients"}
+
+
+def graph_input(graph: dict[str, Any]) -> dict[str, Any]:
+    """A graph as graph_runtime's JSON has it, as the GraphQL `GraphInput` variable: the
+    schema's camelCase field names (attrs and coefficient keys are data: they keep theirs)."""
+    out = {_INPUT_NAMES.get(k, k): v for k, v in graph.items()}
+    out["nodes"] = [{_INPUT_NAMES.get(k, k): v for k, v in n.items()} for n in graph["nodes"]]
+    return out
+
+
 def make_settings(**overrides: Any) -> Settings:
     """Settings for an in-loop cluster: every port 0 (ephemeral), loopback, one worker."""
     values: dict[str, Any] = {f"{svc}_port": 0 for svc in ALL_SERVICES}

@@ -44,6 +44,9 @@ def test_missing_parts_are_named(path: str, why: str) -> None:
     (Read("results.nodes[*].id", str), None),
     (Read("results.nodes", dict), "expected object, got array"),
     (Read("results.gone"), "results.gone: no field 'gone' in results"),
+    (Read("errors", absent=True), None),
+    (Read("results.count", absent=True), "results.count: present, the old client expects "
+                                         "none (3)"),
 ])
 def test_read_check(read: Read, failure: str | None) -> None:
     result = read.check(ANSWER)

@@ -53,7 +53,7 @@ import websockets
 
 from tests.faults.events import EventBook, websocket_submitter
 from tests.faults.support import Load, Request, Tally, sample_variant, wide_graph
-from tests.support import REPO, Topology, metric_total, redis_server
+from tests.support import REPO, Topology, graph_input, metric_total, redis_server
 
 FULL_WORKING_SET = 200
 WARMUP_PASSES = 2
@@ -77,7 +77,7 @@ SELECT = {"components": [
     "budget": 90000, "weights": {"material": 1.0}}
 QUERY = """query($g: GraphInput!, $v: JSON!) { analyze(graph: $g, metrics: [levels, summary])
   { levels summary { nodes edges } }
-  evaluate_expression(expression: "w * L**2 / 8", variables: $v) { values } }"""
+  evaluateExpression(expression: "w * L**2 / 8", variables: $v) { values } }"""
 
 
 def mix(book: EventBook, working_set: int) -> list[Request]:
@@ -108,7 +108,8 @@ def mix(book: EventBook, working_set: int) -> list[Request]:
         Request("event_stats", "GET", "/callback_engine/stats"),
         Request("graphql", "POST", "/graphql",
                 lambda n: {"query": QUERY, "variables": {
-                    "g": variant(n), "v": {"w": 10.0, "L": [4.0, 6.0 + n % 7]}}}, cycle=ws),
+                    "g": graph_input(variant(n)), "v": {"w": 10.0, "L": [4.0, 6.0 + n % 7]}}},
+                cycle=ws),
     ]
 
 

@@ -45,7 +45,7 @@ from tests.faults.support import (
     wide_graph,
 )
 from tests.services.callback_engine.test_crash import PulseCounter
-from tests.support import RedisServer, Topology, redis_server
+from tests.support import RedisServer, Topology, graph_input, redis_server
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +92,7 @@ def compute_mix() -> list[Request]:
                 {"formula": "simple_beam_udl", "params": {"w": 12.5, "L": 8.0}}),
         Request("graphql", "POST", "/graphql", lambda n: {
             "query": "query($g: GraphInput!) { analyze(graph: $g, metrics: [levels]) "
-                     "{ levels } }", "variables": {"g": sample_variant(n, "gql")}}),
+                     "{ levels } }", "variables": {"g": graph_input(sample_variant(n, "gql"))}}),
     ]
 
 

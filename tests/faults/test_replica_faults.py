@@ -39,6 +39,7 @@ from tests.support import (
     ClusterProcess,
     RedisServer,
     compute_replicas,
+    graph_input,
     metric_total,
     redis_server,
 )
@@ -94,7 +95,8 @@ def gateway_mix() -> list[Request]:
             "graph": sample_variant(n, "replica-dag")}),
         Request("graphql", "POST", "/graphql", lambda n: {
             "query": "query($g: GraphInput!) { analyze(graph: $g, metrics: [levels]) "
-                     "{ levels } }", "variables": {"g": sample_variant(n, "replica-gql")}}),
+                     "{ levels } }",
+            "variables": {"g": graph_input(sample_variant(n, "replica-gql"))}}),
     ]
 
 

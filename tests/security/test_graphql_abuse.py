@@ -96,7 +96,7 @@ def post(cluster: Topology, body: Any) -> requests.Response:
 
 
 def test_fragment_cycles_are_refused_before_anything_runs(cluster: Topology) -> None:
-    query = """{ sample_graph { ...A } }
+    query = """{ sampleGraph { ...A } }
                fragment A on Graph { name ...B }
                fragment B on Graph { nodes { id } ...A }"""
     answer = post(cluster, {"query": query})
@@ -107,7 +107,7 @@ def test_fragment_cycles_are_refused_before_anything_runs(cluster: Topology) -> 
 @pytest.mark.parametrize("levels", [600, 5000])  # beyond orjson's encoder, the stdlib decoder
 def test_deeply_nested_json_variables_are_a_client_error(cluster: Topology, levels: int
                                                          ) -> None:
-    query = "query($v: JSON!) { evaluate_expression(expression: \"x\", variables: $v) " \
+    query = "query($v: JSON!) { evaluateExpression(expression: \"x\", variables: $v) " \
             "{ value } }"
     body = '{"query": ' + json.dumps(query) + ', "variables": {"v": ' + '{"a": ' * levels \
         + "1" + "}" * levels + "}}"
@@ -117,7 +117,7 @@ def test_deeply_nested_json_variables_are_a_client_error(cluster: Topology, leve
     assert answer.status_code == 400 or answer.json()["errors"]
 
 
-@pytest.mark.parametrize("field", ["select_options", "optimize_parameters"])
+@pytest.mark.parametrize("field", ["selectOptions", "optimizeParameters"])
 @pytest.mark.parametrize("value", ["1", "[1, 2]", "\"text\"", "null"])
 def test_a_json_argument_of_the_wrong_shape_is_a_client_error(
         cluster: Topology, field: str, value: str) -> None:
@@ -142,7 +142,7 @@ def test_depth_is_bounded_whatever_the_path(cluster: Topology) -> None:
         inner = "id"
         for _ in range(levels):
             inner = f"predecessors {{ {inner} }}"
-        answer = post(cluster, {"query": f"{{ sample_graph {{ nodes {{ {inner} }} }} }}"})
+        answer = post(cluster, {"query": f"{{ sampleGraph {{ nodes {{ {inner} }} }} }}"})
         assert answer.status_code == 200 and not problems(answer)
         assert answer.json()["data"] is None
         assert "exceeds maximum operation depth" in answer.text or \

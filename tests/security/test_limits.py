@@ -120,7 +120,7 @@ def test_graphql_document_and_batch(small: Topology) -> None:
     inner = "id"
     for _ in range(MAX_DEPTH):
         inner = f"successors {{ {inner} }}"
-    deep = ask({"query": f"{{ sample_graph {{ nodes {{ {inner} }} }} }}"})
+    deep = ask({"query": f"{{ sampleGraph {{ nodes {{ {inner} }} }} }}"})
     assert "maximum operation depth" in deep.json()["errors"][0]["message"]
     tokens = ask({"query": "{ " + "__typename " * MAX_TOKENS + "}"})
     assert str(MAX_TOKENS) in tokens.json()["errors"][0]["message"]

@@ -33,18 +33,23 @@ JSON_TYPES: dict[type, str] = {dict: "object", list: "array", str: "string", boo
 class Read:
     """A part of the answer an old client reads: `path` must exist; `is_` (a JSON type:
     dict, list, str, bool, int, float; a tuple for any of several) and `equals` are what the
-    client relies on. A float type accepts integers too (JSON has one number type)."""
+    client relies on. A float type accepts integers too (JSON has one number type).
+    `absent`: the path must not exist (a GraphQL client that fails on any `errors`)."""
 
     path: str
     is_: type | tuple[type, ...] | None = None
     equals: Any = _MISSING
+    absent: bool = False
 
     def check(self, answer: Any) -> str | None:
         """None when the answer satisfies this read, else why not (one line)."""
         try:
             values = list(resolve(answer, self.path))
         except LookupError as exc:
-            return f"{self.path or 'answer'}: {exc}"
+            return None if self.absent else f"{self.path or 'answer'}: {exc}"
+        if self.absent:
+            return f"{self.path}: present, the old client expects none " \
+                   f"({_short(values[0][1] if len(values) == 1 else values)})"
         for where, value in values:
             if self.is_ is not None and not _is_type(value, self.is_):
                 return f"{where}: expected {_type_names(self.is_)}, got {_json_type(value)} " \

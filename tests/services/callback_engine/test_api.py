@@ -245,3 +245,19 @@ async def test_unavailable_graph_runtime_defers_without_counting() -> None:
                                services=["graph_runtime"]):
             state = await finished(ce, a["event_id"])
         assert (state["status"], state["attempts"]) == ("processed", 1)
+
+
+async def test_recent_events_newest_first(ce: httpx.AsyncClient) -> None:
+    sent = await submit(ce, event("bid", "V01"), event("fit", "V02"), event("decay", "V03"))
+    for a in sent:
+        await finished(ce, a["event_id"])
+    r = await ce.get("/events", params={"limit": 3})
+    assert r.status_code == 200, r.text
+    recent = r.json()["events"]
+    # Finished in order of acceptance (one consumer): the last accepted comes first.
+    assert [e["event_id"] for e in recent] == [a["event_id"] for a in reversed(sent)]
+    assert recent[0] == await finished(ce, sent[-1]["event_id"])
+    assert len((await ce.get("/events", params={"limit": 1})).json()["events"]) == 1
+    for bad in ("0", "1001", "many"):
+        refused = await ce.get("/events", params={"limit": bad})
+        assert refused.status_code == 422 and "limit" in refused.text, refused.text

@@ -79,6 +79,10 @@ async def test_durable_log_and_pulses_on_the_redis_channel(
             "V01", "V02", "V04", "V05", "V07", "V08", "V09"]
         assert {p["pulse_type"] for p in by_event[a2["event_id"]]} == {"reject"}
 
+        recent = (await ce.get("/events", params={"limit": 5})).json()["events"]
+        assert [e["event_id"] for e in recent] == [a2["event_id"], a1["event_id"]]
+        assert recent == states[::-1]
+
         stats = (await ce.get("/stats")).json()
         assert stats["backend"] == "redis" and stats["durable"] is True
         assert (stats["accepted"], stats["duplicates"], stats["processed"]) == (2, 1, 2)

@@ -13,11 +13,11 @@ from bem.services.graphql.schema import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS, sche
 
 
 def nested(levels: int) -> str:
-    """`sample_graph { nodes { successors { ... { id } } } }`: depth = levels + 2."""
+    """`sampleGraph { nodes { successors { ... { id } } } }`: depth = levels + 2."""
     inner = "id"
     for _ in range(levels):
         inner = f"successors {{ {inner} }}"
-    return f"{{ sample_graph {{ nodes {{ {inner} }} }} }}"
+    return f"{{ sampleGraph {{ nodes {{ {inner} }} }} }}"
 
 
 async def errors_of(query: str) -> list[str]:
@@ -26,7 +26,7 @@ async def errors_of(query: str) -> list[str]:
 
 
 async def test_depth_limit() -> None:
-    # depth counts the fields with a selection below them: sample_graph, nodes, successors...
+    # depth counts the fields with a selection below them: sampleGraph, nodes, successors...
     too_deep = await errors_of(nested(MAX_DEPTH))
     assert too_deep == [f"'anonymous' exceeds maximum operation depth of {MAX_DEPTH}"]
     # (a query just within the limit is answered by a real cluster in test_schema.py)
@@ -58,7 +58,7 @@ async def test_unexpected_failures_are_masked_and_logged(
         caplog: pytest.LogCaptureFixture) -> None:
     # Executed without the gateway's context, the resolver fails with a plain Python error:
     # the client sees no internals, the log has the traceback.
-    result = await schema.execute("{ sample_graph { name } }")
+    result = await schema.execute("{ sampleGraph { name } }")
     assert [e.message for e in result.errors or ()] == [
         "internal error in the gateway; see its log"]
     assert any(r.levelname == "ERROR" and r.exc_info for r in caplog.records)

@@ -32,7 +32,7 @@ def replicas() -> Iterator[dict[str, ClusterProcess]]:
 def requests(sample: dict[str, Any]) -> list[tuple[str, str, Any]]:
     """Idempotent requests only: GETs, operations marked idempotent, GraphQL queries."""
     analyze = {"graph": sample, "metrics": ["summary", "critical_path"]}
-    query = """{ analyze(graph_id: "%s", metrics: [levels]) { levels }
+    query = """{ analyze(graphId: "%s", metrics: [levels]) { levels }
                  evaluate(formula: "roi", params: {final_value: 2, cost: 1}) { rows } }"""
     return [("GET", "/graph_runtime/sample", None),
             ("POST", "/graph_runtime/analyze", analyze),

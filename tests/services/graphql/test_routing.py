@@ -17,7 +17,7 @@ from bem.services.graphql.routing import (
     response_headers,
     target_of,
 )
-from tests.support import Topology, redis_server
+from tests.support import Topology, graph_input, redis_server
 
 pytestmark = pytest.mark.slow
 
@@ -100,34 +100,35 @@ def test_graphql_reaches_every_service_over_http(gateway: httpx.Client,
                                                  sample: dict[str, Any]) -> None:
     before = calls_over_http(gateway)
     mutation = gql(gateway, """mutation($g: GraphInput!, $events: [EventInput!]!) {
-        store_graph(graph: $g) { graph_id }
-        run_dag(graph: $g) { manufacturing_score critical_path { length } }
-        submit_events(events: $events) { durable events { event_id } } }""",
-                   {"g": sample, "events": [{"idempotency_key": "routing-1", "type": "decay",
-                                             "node": "V01"}]})["data"]
-    assert mutation["run_dag"]["critical_path"]["length"] == 12.0
-    assert mutation["submit_events"]["durable"] is True  # the Redis stream
-    event_id = mutation["submit_events"]["events"][0]["event_id"]
+        storeGraph(graph: $g) { graphId }
+        runDag(graph: $g) { manufacturingScore criticalPath { length } }
+        submitEvents(events: $events) { durable events { eventId } } }""",
+                   {"g": graph_input(sample),
+                    "events": [{"idempotencyKey": "routing-1", "type": "decay",
+                                "node": "V01"}]})["data"]
+    assert mutation["runDag"]["criticalPath"]["length"] == 12.0
+    assert mutation["submitEvents"]["durable"] is True  # the Redis stream
+    event_id = mutation["submitEvents"]["events"][0]["eventId"]
     data = gql(gateway, """query($id: ID!, $event: ID!, $select: JSON!) {
-        graph(id: $id) { analysis(metrics: [critical_path]) { critical_path { length } } }
+        graph(id: $id) { analysis(metrics: [critical_path]) { criticalPath { length } } }
         evaluate(formula: "roi", params: {final_value: 150, cost: 100}) {
           outputs { name value } }
-        functor_types { types { name } }
-        select_options(problem: $select) { optimal }
-        event(id: $event) { event_id }
-        event_stats
+        functorTypes { types { name } }
+        selectOptions(problem: $select) { optimal }
+        event(id: $event) { eventId }
+        eventStats
         health { status clusters { name status } } }""",
-               {"id": mutation["store_graph"]["graph_id"], "event": event_id,
+               {"id": mutation["storeGraph"]["graphId"], "event": event_id,
                 "select": {"components": [{"id": "A", "options": [{"id": "x"}]}],
                            "time_limit": HOP_TIMEOUT - 1}})
     assert "errors" not in data, data["errors"]
     data = data["data"]
-    assert data["graph"]["analysis"]["critical_path"]["length"] == 12.0
+    assert data["graph"]["analysis"]["criticalPath"]["length"] == 12.0
     roi = {o["name"]: o["value"] for o in data["evaluate"]["outputs"]}
     assert roi["roi"] == pytest.approx(0.5)
-    assert "aggregator" in {t["name"] for t in data["functor_types"]["types"]}
-    assert data["select_options"]["optimal"] is True
-    assert data["event"]["event_id"] == event_id and data["event_stats"]["durable"] is True
+    assert "aggregator" in {t["name"] for t in data["functorTypes"]["types"]}
+    assert data["selectOptions"]["optimal"] is True
+    assert data["event"]["eventId"] == event_id and data["eventStats"]["durable"] is True
     assert {c["name"] for c in data["health"]["clusters"]} == {"compute", "logic", "gateway"}
     after = calls_over_http(gateway)
     for target in ("graph_runtime", "sfde", "dag_alpha", "functor_types", "callback_engine",
@@ -136,7 +137,7 @@ def test_graphql_reaches_every_service_over_http(gateway: httpx.Client,
 
 
 def test_graphql_errors_keep_the_backend_message_over_http(gateway: httpx.Client) -> None:
-    body = gql(gateway, '{ analyze(graph_id: "x", options: {top_k: 0}) { graph_id } }')
+    body = gql(gateway, '{ analyze(graphId: "x", options: {topK: 0}) { graphId } }')
     error = body["errors"][0]
     assert "options.top_k" in error["message"]
     assert (error["extensions"]["status"], error["extensions"]["service"]) == (422,
@@ -147,7 +148,7 @@ def test_a_hung_backend_is_a_bounded_error(gateway: httpx.Client, topo: Topology
     """SIGSTOP: the kernel still accepts connections, nothing answers."""
     topo["compute"].signal(signal.SIGSTOP)
     try:
-        body = gql(gateway, "{ sample_graph { name } }")
+        body = gql(gateway, "{ sampleGraph { name } }")
         error = body["errors"][0]
         assert (error["extensions"]["code"], error["extensions"]["status"]) == ("timeout", 504)
         assert f"within {HOP_TIMEOUT} s" in error["message"]
@@ -161,7 +162,7 @@ def test_a_backend_that_is_down_is_a_clear_error(gateway: httpx.Client,
                                                  topo: Topology) -> None:
     """Last in the module: it stops the compute cluster."""
     topo["compute"].kill()
-    body = gql(gateway, "{ sample_graph { name } }")
+    body = gql(gateway, "{ sampleGraph { name } }")
     error = body["errors"][0]
     assert error["extensions"]["code"] == "service_unavailable"
     assert error["extensions"]["status"] == 503 and "graph_runtime" in error["message"]

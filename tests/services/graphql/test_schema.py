@@ -15,7 +15,7 @@ from bem.runtime.supervisor import Supervisor
 from bem.services.graphql.schema import MAX_BATCH, MAX_DEPTH
 from tests.services.graphql.client import TransportWS, gql
 from tests.services.graphql.test_limits import nested
-from tests.support import run_cluster, url_of
+from tests.support import graph_input, run_cluster, url_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -43,20 +43,20 @@ def http_calls(sup: Supervisor) -> float:
 
 
 STORE = """mutation($g: GraphInput!) {
-  store_graph(graph: $g) { graph_id nodes edges created } }"""
+  storeGraph(graph: $g) { graphId nodes edges created } }"""
 
 GRAPH = """query($id: ID!) {
   graph(id: $id) {
-    graph_id name
+    graphId name
     nodes { id phase successors { id } predecessors { id } }
     edges { source target weight }
     node(id: "V02") { id functor attrs }
     analysis(metrics: [summary, dag, levels, critical_path, pagerank]) {
-      graph_id
-      summary { nodes edges is_dag sources sinks phases }
-      dag { is_dag cycle }
+      graphId
+      summary { nodes edges isDag sources sinks phases }
+      dag { isDag cycle }
       levels
-      critical_path { path length }
+      criticalPath { path length }
       pagerank { node score }
       results
     }
@@ -66,13 +66,13 @@ GRAPH = """query($id: ID!) {
 
 async def test_store_then_query_a_graph(http: httpx.AsyncClient, cluster: Supervisor,
                                         sample: dict[str, Any]) -> None:
-    stored = (await gql(http, STORE, {"g": sample}))["store_graph"]
+    stored = (await gql(http, STORE, {"g": graph_input(sample)}))["storeGraph"]
     assert stored["nodes"] == 10 and stored["edges"] == 12
-    again = (await gql(http, STORE, {"g": sample}))["store_graph"]
+    again = (await gql(http, STORE, {"g": graph_input(sample)}))["storeGraph"]
     assert again == {**stored, "created": False}
 
-    graph = (await gql(http, GRAPH, {"id": stored["graph_id"]}))["graph"]
-    assert graph["graph_id"] == stored["graph_id"] and graph["name"] == sample["name"]
+    graph = (await gql(http, GRAPH, {"id": stored["graphId"]}))["graph"]
+    assert graph["graphId"] == stored["graphId"] and graph["name"] == sample["name"]
     nodes = {n["id"]: n for n in graph["nodes"]}
     # Navigation follows the edges: V01 feeds V02 and V04; V09 is fed by V05 and V06.
     assert {s["id"] for s in nodes["V01"]["successors"]} == {"V02", "V04"}
@@ -81,17 +81,17 @@ async def test_store_then_query_a_graph(http: httpx.AsyncClient, cluster: Superv
     assert graph["node"]["attrs"]["material_strength"] == 355.0
 
     analysis = graph["analysis"]
-    assert analysis["graph_id"] == stored["graph_id"]
-    assert analysis["summary"]["is_dag"] is True
+    assert analysis["graphId"] == stored["graphId"]
+    assert analysis["summary"]["isDag"] is True
     assert analysis["summary"]["phases"] == {"alpha": 3, "beta": 3, "gamma": 4}
-    assert analysis["dag"] == {"is_dag": True, "cycle": None}
+    assert analysis["dag"] == {"isDag": True, "cycle": None}
     assert analysis["levels"][0] == ["V01", "V03"]
-    assert analysis["critical_path"] == {"path": ["V01", "V02", "V05", "V09"], "length": 12.0}
+    assert analysis["criticalPath"] == {"path": ["V01", "V02", "V05", "V09"], "length": 12.0}
     scores = [p["score"] for p in analysis["pagerank"]]
     assert scores == sorted(scores, reverse=True) and sum(scores) == pytest.approx(1.0)
     # The raw answer is graph_runtime's own, same as REST.
     rest = await http.post("/graph_runtime/analyze", json={
-        "graph_id": stored["graph_id"],
+        "graph_id": stored["graphId"],
         "metrics": ["summary", "dag", "levels", "critical_path", "pagerank"]})
     assert rest.json()["results"] == analysis["results"]
     assert http_calls(cluster) == 0
@@ -103,33 +103,33 @@ async def test_inline_analysis_and_the_sample(http: httpx.AsyncClient,
     data = await gql(http, """query($g: GraphInput!) {
         analyze(graph: $g, metrics: [dag, shortest_path],
                 options: {source: "V01", target: "V09"}) {
-          graph_id dag { is_dag cycle } shortest_path { path source target } summary { nodes }
+          graphId dag { isDag cycle } shortestPath { path source target } summary { nodes }
         }
-        sample_graph { graph_id nodes { id } analysis(metrics: [components]) {
-          components { weak_count strong_count } } }
-    }""", {"g": sample})
+        sampleGraph { graphId nodes { id } analysis(metrics: [components]) {
+          components { weakCount strongCount } } }
+    }""", {"g": graph_input(sample)})
     analysis = data["analyze"]
-    assert analysis["dag"]["is_dag"] is False
+    assert analysis["dag"]["isDag"] is False
     cycle = analysis["dag"]["cycle"]
     assert cycle[0] == cycle[-1] and "V09" in cycle and "V01" in cycle
-    assert analysis["shortest_path"]["path"][0] == "V01"
+    assert analysis["shortestPath"]["path"][0] == "V01"
     assert analysis["summary"] is None  # not requested
-    assert data["sample_graph"]["graph_id"] is None
-    assert len(data["sample_graph"]["nodes"]) == 10
-    assert data["sample_graph"]["analysis"]["components"] == {"weak_count": 1,
-                                                              "strong_count": 10}
+    assert data["sampleGraph"]["graphId"] is None
+    assert len(data["sampleGraph"]["nodes"]) == 10
+    assert data["sampleGraph"]["analysis"]["components"] == {"weakCount": 1,
+                                                              "strongCount": 10}
 
 
 @pytest.mark.parametrize(("query", "variables", "code", "status", "needle"), [
-    ('{ graph(id: "nope") { graph_id } }', {}, "not_found", 404, "graph_id"),
-    ('{ analyze(graph_id: "nope") { graph_id } }', {}, "not_found", 404, "nope"),
-    ('{ analyze { graph_id } }', {}, "validation_error", 422, "exactly one of graph or graph_id"),
-    ('{ analyze(graph_id: "x", options: {top_k: 0}) { graph_id } }', {}, "validation_error",
+    ('{ graph(id: "nope") { graphId } }', {}, "not_found", 404, "id: no stored graph 'nope'"),
+    ('{ analyze(graphId: "nope") { graphId } }', {}, "not_found", 404, "nope"),
+    ('{ analyze { graphId } }', {}, "validation_error", 422, "exactly one of graph or graph_id"),
+    ('{ analyze(graphId: "x", options: {topK: 0}) { graphId } }', {}, "validation_error",
      422, "options.top_k"),
-    ("mutation($g: GraphInput!) { store_graph(graph: $g) { graph_id } }",
+    ("mutation($g: GraphInput!) { storeGraph(graph: $g) { graphId } }",
      {"g": {"nodes": [{"id": "A", "phase": "delta"}]}}, "validation_error", 422,
      "nodes[0].phase"),
-    ("mutation($g: GraphInput!) { store_graph(graph: $g) { graph_id } }",
+    ("mutation($g: GraphInput!) { storeGraph(graph: $g) { graphId } }",
      {"g": {"nodes": [{"id": "A"}], "edges": [{"source": "A", "target": "B"}]}},
      "validation_error", 422, "edges[0].target"),
 ])
@@ -146,8 +146,8 @@ async def test_service_errors_carry_message_and_code(http: httpx.AsyncClient, qu
 
 async def test_a_failing_field_leaves_the_others(http: httpx.AsyncClient) -> None:
     answer = await http.post("/graphql", json={"query": """{
-        sample_graph { nodes { id } }
-        graph(id: "missing") { graph_id } }"""})
+        sampleGraph { nodes { id } }
+        graph(id: "missing") { graphId } }"""})
     body = answer.json()
     # `graph` is non-null, so its error nulls the whole data; with an alias on a nullable
     # path the sample would survive. Either way the error names the field's path.
@@ -173,16 +173,16 @@ async def test_health_is_the_dashboards_report(http: httpx.AsyncClient,
 
 async def test_deep_query_within_the_limit_is_answered(http: httpx.AsyncClient) -> None:
     data = await gql(http, nested(MAX_DEPTH - 2))
-    assert len(data["sample_graph"]["nodes"]) == 10
+    assert len(data["sampleGraph"]["nodes"]) == 10
     too_deep = await gql(http, nested(MAX_DEPTH), expect_errors=True)
     assert "exceeds maximum operation depth" in too_deep["errors"][0]["message"]
 
 
 async def test_batching_is_bounded(http: httpx.AsyncClient) -> None:
-    op = {"query": "{ sample_graph { name } }"}
+    op = {"query": "{ sampleGraph { name } }"}
     answer = await http.post("/graphql", json=[op] * MAX_BATCH)
     assert answer.status_code == 200
-    assert [r["data"]["sample_graph"]["name"] for r in answer.json()] == \
+    assert [r["data"]["sampleGraph"]["name"] for r in answer.json()] == \
         ["BEM sample project"] * MAX_BATCH
     refused = await http.post("/graphql", json=[op] * (MAX_BATCH + 1))
     assert refused.status_code == 400
@@ -201,7 +201,7 @@ async def test_formulas_and_their_evaluation(http: httpx.AsyncClient) -> None:
           formula rows outputs { name value values } }
         many: evaluate(formula: "simple_beam_udl", columns: {w: [10, 12.5], L: [6, 4]}) {
           rows outputs { name values } }
-        evaluate_expression(expression: "w * L**2 / 8", variables: {w: 10, L: [4, 6]}) {
+        evaluateExpression(expression: "w * L**2 / 8", variables: {w: 10, L: [4, 6]}) {
           value values }
     }""")
     names = {f["name"] for f in data["formulas"]}
@@ -215,7 +215,7 @@ async def test_formulas_and_their_evaluation(http: httpx.AsyncClient) -> None:
     many = {o["name"]: o["values"] for o in data["many"]["outputs"]}
     assert data["many"]["rows"] == 2
     assert many["max_moment"] == pytest.approx([45.0, 12.5 * 16 / 8])
-    assert data["evaluate_expression"] == {"value": None, "values": [20.0, 45.0]}
+    assert data["evaluateExpression"] == {"value": None, "values": [20.0, 45.0]}
 
 
 async def test_formula_errors_name_the_field(http: httpx.AsyncClient) -> None:
@@ -226,7 +226,7 @@ async def test_formula_errors_name_the_field(http: httpx.AsyncClient) -> None:
                            '{ rows } }', expect_errors=True)
     assert body["errors"][0]["extensions"]["status"] == 422
     assert "params.w" in body["errors"][0]["message"]
-    body = await gql(http, '{ evaluate_expression(expression: "__import__(1)") { value } }',
+    body = await gql(http, '{ evaluateExpression(expression: "__import__(1)") { value } }',
                      expect_errors=True)
     assert body["errors"][0]["extensions"]["status"] in (400, 422)
 
@@ -235,22 +235,22 @@ async def test_functor_types(http: httpx.AsyncClient, sample: dict[str, Any]) ->
     bad = dict(sample["nodes"][0], attrs={**sample["nodes"][0]["attrs"],
                                           "material_strength": -5})
     data = await gql(http, """query($components: JSON!) {
-        functor_types { digest types { name phase feeds required_attributes } }
-        functor_type(name: "aggregator") { name phase schema }
-        validate_components(components: $components) {
+        functorTypes { digest types { name phase feeds requiredAttributes } }
+        functorType(name: "aggregator") { name phase schema }
+        validateComponents(components: $components) {
           valid invalid components { index id valid errors { path keyword }
                                      suggestions { path action value } } }
         affinity { domains matrix }
-        compatibility(placements: [{functor_type: "aggregator", phase: "alpha"}],
+        compatibility(placements: [{functorType: "aggregator", phase: "alpha"}],
                       links: [{source: "stateless_spatial", target: "local_calcs"}]) {
-          placements { compatible reason } links { compatible } runs_in }
+          placements { compatible reason } links { compatible } runsIn }
     }""", {"components": [sample["nodes"][0], bad]})
-    types = {t["name"]: t for t in data["functor_types"]["types"]}
+    types = {t["name"]: t for t in data["functorTypes"]["types"]}
     assert {"stateless_spatial", "local_calcs", "aggregator"} <= set(types)
     assert types["stateless_spatial"]["phase"] == "alpha"
-    assert data["functor_type"]["phase"] == "gamma"
-    assert data["functor_type"]["schema"]["$schema"].endswith("draft/2020-12/schema")
-    report = data["validate_components"]
+    assert data["functorType"]["phase"] == "gamma"
+    assert data["functorType"]["schema"]["$schema"].endswith("draft/2020-12/schema")
+    report = data["validateComponents"]
     assert (report["valid"], report["invalid"]) == (1, 1)
     invalid = report["components"][1]
     assert invalid["valid"] is False
@@ -261,29 +261,29 @@ async def test_functor_types(http: httpx.AsyncClient, sample: dict[str, Any]) ->
     compat = data["compatibility"]
     assert compat["placements"][0]["compatible"] is False
     assert compat["links"] == [{"compatible": True}]
-    assert compat["runs_in"]["aggregator"] == "gamma"
+    assert compat["runsIn"]["aggregator"] == "gamma"
 
 
 async def test_dag_run_query_and_mutation(http: httpx.AsyncClient,
                                           sample: dict[str, Any]) -> None:
-    stored = (await gql(http, STORE, {"g": sample}))["store_graph"]
-    fields = """graph_id levels manufacturing_score critical_path { path length }
+    stored = (await gql(http, STORE, {"g": graph_input(sample)}))["storeGraph"]
+    fields = """graphId levels manufacturingScore criticalPath { path length }
                 nodes { node functor formula level score predecessors }
                 evaluations { level functor nodes }"""
-    query = (await gql(http, f'query($id: ID!) {{ dag_run(graph_id: $id) {{ {fields} }} }}',
-                       {"id": stored["graph_id"]}))["dag_run"]
-    mutation = (await gql(http, f'mutation($g: GraphInput!) {{ run_dag(graph: $g) '
-                                f'{{ {fields} }} }}', {"g": sample}))["run_dag"]
+    query = (await gql(http, f'query($id: ID!) {{ dagRun(graphId: $id) {{ {fields} }} }}',
+                       {"id": stored["graphId"]}))["dagRun"]
+    mutation = (await gql(http, f'mutation($g: GraphInput!) {{ runDag(graph: $g) '
+                                f'{{ {fields} }} }}', {"g": graph_input(sample)}))["runDag"]
     assert query == mutation  # stored or inline, the same graph runs the same
-    assert query["graph_id"] == stored["graph_id"]
+    assert query["graphId"] == stored["graphId"]
     alpha = {n["node"]: n for n in query["nodes"]}
     assert set(alpha) == {"V01", "V02", "V03"}
     assert alpha["V02"]["predecessors"] == ["V01"] and alpha["V02"]["level"] == 1
-    assert 0 < query["manufacturing_score"] <= 1
-    assert query["critical_path"] == {"path": ["V01", "V02", "V05", "V09"], "length": 12.0}
+    assert 0 < query["manufacturingScore"] <= 1
+    assert query["criticalPath"] == {"path": ["V01", "V02", "V05", "V09"], "length": 12.0}
     cycle = dict(sample, edges=[*sample["edges"], {"source": "V02", "target": "V01"}])
-    body = await gql(http, "mutation($g: GraphInput!) { run_dag(graph: $g) { graph_id } }",
-                     {"g": cycle}, expect_errors=True)
+    body = await gql(http, "mutation($g: GraphInput!) { runDag(graph: $g) { graphId } }",
+                     {"g": graph_input(cycle)}, expect_errors=True)
     assert body["errors"][0]["extensions"]["status"] == 422
     assert "cycle" in body["errors"][0]["message"]
 
@@ -295,32 +295,32 @@ async def test_events_and_their_pulses(http: httpx.AsyncClient, cluster: Supervi
     async with TransportWS.connect(url) as ws:
         baseline = bus.subscriber_count("pulses")
         await ws.subscribe("p", """subscription { pulses(types: ["bid"]) {
-            event_id pulse_type source node value } }""")
+            eventId pulseType source node value } }""")
         async with asyncio.timeout(10):
             while bus.subscriber_count("pulses") <= baseline:
                 await asyncio.sleep(0.01)
         submitted = (await gql(http, """mutation($events: [EventInput!]!) {
-            submit_events(events: $events) { durable events { event_id idempotency_key
+            submitEvents(events: $events) { durable events { eventId idempotencyKey
                                                                 duplicate } } }""",
-            {"events": [{"idempotency_key": "gql-test-1", "type": "bid", "node": "V07"}]}
-        ))["submit_events"]
+            {"events": [{"idempotencyKey": "gql-test-1", "type": "bid", "node": "V07"}]}
+        ))["submitEvents"]
         (accepted,) = submitted["events"]
         assert accepted["duplicate"] is False and submitted["durable"] is False
         pulse = (await ws.receive())["payload"]["data"]["pulses"]
-        assert pulse["event_id"] == accepted["event_id"] and pulse["pulse_type"] == "bid"
+        assert pulse["eventId"] == accepted["eventId"] and pulse["pulseType"] == "bid"
         assert pulse["source"] == "V07"
 
-    again = (await gql(http, """mutation { submit_events(events: [
-        {idempotency_key: "gql-test-1", type: "bid", node: "V07"}]) {
-        events { event_id duplicate } } }"""))["submit_events"]["events"][0]
-    assert again == {"event_id": accepted["event_id"], "duplicate": True}
-    event = await wait_processed(http, accepted["event_id"])
+    again = (await gql(http, """mutation { submitEvents(events: [
+        {idempotencyKey: "gql-test-1", type: "bid", node: "V07"}]) {
+        events { eventId duplicate } } }"""))["submitEvents"]["events"][0]
+    assert again == {"eventId": accepted["eventId"], "duplicate": True}
+    event = await wait_processed(http, accepted["eventId"])
     assert event["node"] == "V07" and event["attempts"] >= 1
     assert event["result"]["origin"] == "V07"
-    stats = (await gql(http, "{ event_stats }"))["event_stats"]
+    stats = (await gql(http, "{ eventStats }"))["eventStats"]
     assert stats["accepted"] >= 1 and stats["duplicates"] >= 1
-    bad = await gql(http, """mutation { submit_events(events: [
-        {idempotency_key: "k", type: "telepathy", node: "V07"}]) { durable } }""",
+    bad = await gql(http, """mutation { submitEvents(events: [
+        {idempotencyKey: "k", type: "telepathy", node: "V07"}]) { durable } }""",
                     expect_errors=True)
     assert "events[0].type" in bad["errors"][0]["message"]
     missing = await gql(http, '{ event(id: "nope") { status } }', expect_errors=True)
@@ -328,7 +328,7 @@ async def test_events_and_their_pulses(http: httpx.AsyncClient, cluster: Supervi
 
 
 async def wait_processed(http: httpx.AsyncClient, event_id: str) -> dict[str, Any]:
-    query = """query($id: ID!) { event(id: $id) { event_id status node attempts result } }"""
+    query = """query($id: ID!) { event(id: $id) { eventId status node attempts result } }"""
     async with asyncio.timeout(10):
         while True:
             event = (await gql(http, query, {"id": event_id}))["event"]
@@ -351,27 +351,27 @@ SELECT = {
 
 async def test_optimization(http: httpx.AsyncClient) -> None:
     data = await gql(http, """query($select: JSON!, $params: JSON!) {
-        select_options(problem: $select) { status optimal objective total_cost
+        selectOptions(problem: $select) { status optimal objective totalCost
                                            selection { component option cost } }
-        optimize_parameters(problem: $params) { status optimal objective variables }
+        optimizeParameters(problem: $params) { status optimal objective variables }
     }""", {"select": SELECT, "params": {
         "formula": "rectangular_section", "output": "area", "sense": "minimize",
         "variables": [{"name": "h", "lower": 50, "upper": 1000}], "fixed": {"b": 200},
         "constraints": [{"formula": "rectangular_section", "output": "section_modulus",
                          "lower": 2.0e6}]}})
-    chosen = data["select_options"]
+    chosen = data["selectOptions"]
     # Weighted scores: V01 concrete 1.5 > steel 1.4; V02 timber and steel both 1.5, and
     # both fit the budget with concrete: the best total is 3.0 with concrete for V01.
     assert chosen["status"] == "optimal" and chosen["optimal"] is True
-    assert chosen["objective"] == pytest.approx(3.0) and chosen["total_cost"] <= 90000
+    assert chosen["objective"] == pytest.approx(3.0) and chosen["totalCost"] <= 90000
     assert chosen["selection"][0] == {"component": "V01", "option": "concrete",
                                       "cost": 42000.0}
-    optimum = data["optimize_parameters"]
+    optimum = data["optimizeParameters"]
     assert optimum["optimal"] is True
     # area = b h is smallest where S = b h^2 / 6 reaches 2e6 mm^3: h = sqrt(6 * 2e6 / 200)
     assert optimum["variables"]["h"] == pytest.approx((6 * 2.0e6 / 200) ** 0.5, rel=1e-4)
     assert optimum["objective"] == pytest.approx(200 * (6 * 2.0e6 / 200) ** 0.5, rel=1e-4)
-    body = await gql(http, '{ select_options(problem: {components: []}) { status } }',
+    body = await gql(http, '{ selectOptions(problem: {components: []}) { status } }',
                      expect_errors=True)
     assert body["errors"][0]["extensions"]["service"] == "optimization"
     assert "components" in body["errors"][0]["message"]

@@ -28,8 +28,8 @@ async def test_static_backend_address() -> None:
                 httpx.AsyncClient(base_url=url_of(gateway, "graphql"), timeout=10) as http:
             routed = await http.get("/graph_runtime/sample")
             assert routed.status_code == 200 and len(routed.json()["nodes"]) == 10
-            data = await gql(http, "{ sample_graph { name } }")
-            assert data["sample_graph"]["name"] == "BEM sample project"
+            data = await gql(http, "{ sampleGraph { name } }")
+            assert data["sampleGraph"]["name"] == "BEM sample project"
             assert requests_served(backend, "/sample") == 2  # both crossed HTTP
 
     # The backend gone, the same gateway settings give a clear 503 / GraphQL error.
@@ -38,5 +38,5 @@ async def test_static_backend_address() -> None:
         down = await http.get("/graph_runtime/sample")
         assert down.status_code == 503 and down.headers["retry-after"] == "1"
         assert "graph_runtime is unavailable" in down.json()["message"]
-        body = await gql(http, "{ sample_graph { name } }", expect_errors=True)
+        body = await gql(http, "{ sampleGraph { name } }", expect_errors=True)
         assert body["errors"][0]["extensions"]["code"] == "service_unavailable"

@@ -17,7 +17,7 @@ from tests.services.graphql.client import TransportWS
 from tests.support import RedisServer, make_settings, run_cluster
 
 PULSES = """subscription($types: [String!]) {
-  pulses(types: $types) { event_id pulse_type source node phase value hop graph_id data }
+  pulses(types: $types) { eventId pulseType source node phase value hop graphId data }
 }"""
 
 
@@ -53,11 +53,11 @@ async def test_pulses_from_the_in_process_bus(gateway: Supervisor) -> None:
         await gateway.runtime.bus.publish("pulses", pulse("e1", "bid", "V04", 0.5))
         await gateway.runtime.bus.publish("pulses", pulse("e2", "decay", "V05", 0.25))
         got = [await ws.receive() for _ in range(3)]
-        by_sub = {(m["id"], m["payload"]["data"]["pulses"]["event_id"]) for m in got}
+        by_sub = {(m["id"], m["payload"]["data"]["pulses"]["eventId"]) for m in got}
         assert by_sub == {("all", "e1"), ("all", "e2"), ("decay", "e2")}
         first = next(m for m in got if m["id"] == "all")["payload"]["data"]["pulses"]
-        assert first == {"event_id": "e1", "pulse_type": "bid", "source": "V01", "node": "V04",
-                         "phase": "beta", "value": 0.5, "hop": 1, "graph_id": None,
+        assert first == {"eventId": "e1", "pulseType": "bid", "source": "V01", "node": "V04",
+                         "phase": "beta", "value": 0.5, "hop": 1, "graphId": None,
                          "data": pulse("e1", "bid", "V04", 0.5)}
         # Completing a subscription unsubscribes it from the bus.
         await ws.send({"id": "all", "type": "complete"})
@@ -94,5 +94,5 @@ async def test_pulses_from_the_redis_channel(redis: RedisServer) -> None:
                 await publisher.aclose()
             answer = await ws.receive()
             assert answer["type"] == "next"
-            assert answer["payload"]["data"]["pulses"]["event_id"] == "e9"
+            assert answer["payload"]["data"]["pulses"]["eventId"] == "e9"
             assert answer["payload"]["data"]["pulses"]["value"] == 0.75

@@ -5,15 +5,19 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Query
 
 from bem.errors import NotFound, ServiceUnavailable
 from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
 from bem.services.callback_engine.consumer import Engine
 from bem.services.callback_engine.eventlog import EventLog, MemoryLog
 from bem.services.callback_engine.models import (
+    MAX_RECENT,
     Accepted,
     EventState,
+    RecentEvents,
     Stats,
     SubmitAnswer,
     SubmitRequest,
@@ -93,6 +97,15 @@ async def get_event(event_id: str, ctx: Ctx) -> EventState:
     if state is None:
         raise NotFound(f"event_id: no event {event_id!r}", field="event_id")
     return EventState.model_validate(state)
+
+
+@service.operation("GET", "/events")
+async def recent_events(ctx: Ctx, limit: Annotated[int, Query(ge=1, le=MAX_RECENT)] = 100
+                        ) -> RecentEvents:
+    """The last `limit` finished events (processed or failed), most recently finished first;
+    finished events are kept for CALLBACK_RETENTION seconds."""
+    records = await _engine(ctx).log.recent(limit)
+    return RecentEvents(events=[EventState.model_validate(r) for r in records])
 
 
 @service.operation("GET", "/stats")

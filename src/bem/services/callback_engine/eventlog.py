@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
@@ -64,6 +65,9 @@ class EventLog(Protocol):
         """Failed attempts counted so far for unfinished events (retries, reclaimed ones)."""
 
     async def get(self, event_id: str) -> dict[str, Any] | None: ...
+
+    async def recent(self, limit: int) -> list[dict[str, Any]]:
+        """The records of the last `limit` finished events, most recently finished first."""
 
     async def stats(self) -> dict[str, Any]: ...
 
@@ -188,6 +192,9 @@ class MemoryLog:
             attempts, error = self._failures.get(event_id, (0, None))
             return state_of(event_id, self._unfinished[event_id], attempts, error)
         return None
+
+    async def recent(self, limit: int) -> list[dict[str, Any]]:
+        return list(itertools.islice(reversed(self._records.values()), limit))
 
     async def stats(self) -> dict[str, Any]:
         oldest = next(iter(self._unfinished), None)

@@ -92,3 +92,10 @@ class Stats(BaseModel):
     failed: int = Field(description="events parked as failed after the bounded retries")
     batch_size: int
     max_attempts: int
+
+
+MAX_RECENT = 1000  # events answered by one GET /events
+
+
+class RecentEvents(BaseModel):
+    events: list[EventState] = Field(description="most recently finished first")

@@ -241,6 +241,14 @@ class RedisLog:
         return state_of(event_id, orjson.loads(entries[0][1][b"e"]), int(attempts or 0),
                         _s(error) if error is not None else None)
 
+    async def recent(self, limit: int) -> list[dict[str, Any]]:
+        ids = await self.redis.required(lambda r: r.zrevrange(FINISHED, 0, limit - 1))
+        if not ids:
+            return []
+        records = await self.redis.required(lambda r: r.hmget(RECORDS, ids))
+        # A record pruned (retention) between the two reads is simply no longer recent.
+        return [orjson.loads(rec) for rec in records if rec is not None]
+
     async def stats(self) -> dict[str, Any]:
         async def read(r: Any) -> list[Any]:
             async with r.pipeline(transaction=True) as pipe:

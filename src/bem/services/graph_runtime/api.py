@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from bem.data import sample_project
-from bem.errors import ServiceUnavailable
+from bem.errors import ServiceUnavailable, ValidationFailed
 from bem.models.graph import Graph
 from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
+from bem.services.graph_runtime.layout import LayoutStore, Point, layout_key
 from bem.services.graph_runtime.models import (
     AnalyzeRequest,
     AnalyzeResult,
     GraphWithId,
+    Layout,
+    LayoutUpdate,
+    Position,
     StoredGraph,
 )
 from bem.services.graph_runtime.store import GraphStore, graph_id_of
@@ -29,7 +34,8 @@ service = ServiceSpec(
         "components, DAG check with a witness cycle, topological order and levels, "
         "centralities (degree, betweenness, closeness, PageRank), shortest and critical "
         "(longest weighted) paths, Louvain communities. Large analyses run in the compute "
-        "pool; every analysis is cached by (graph, metrics, options)."),
+        "pool; every analysis is cached by (graph, metrics, options). A graph's layout (where "
+        "its nodes are drawn) is kept beside it, mutable while the graph is not."),
     uses_pool=True,
     compute_modules=(COMPUTE,),
     legacy_operation="analyze",
@@ -39,6 +45,7 @@ service = ServiceSpec(
 @service.lifespan
 async def _lifespan(ctx: ServiceContext) -> AsyncIterator[None]:
     ctx.state["store"] = GraphStore(ctx.runtime.redis, ctx.settings.max_stored_graphs)
+    ctx.state["layouts"] = LayoutStore(ctx.runtime.redis)
     yield
 
 
@@ -108,3 +115,44 @@ async def analyze(body: AnalyzeRequest, ctx: Ctx) -> AnalyzeResult:
     results = await ctx.runtime.cache.memoize(
         "graph_runtime.analyze", {"graph": gid, "metrics": metrics, "options": options}, run)
     return AnalyzeResult(graph_id=gid, results=results)
+
+
+async def _node_ids(ctx: ServiceContext, graph_id: str | None) -> set[str]:
+    """The node ids of a stored graph (404 naming graph_id) or of the sample project."""
+    graph = sample_project() if graph_id is None else await _store(ctx).get(graph_id)
+    return {n["id"] for n in graph["nodes"]}
+
+
+def _layout(graph_id: str | None, points: dict[str, Point]) -> Layout:
+    return Layout(graph_id=graph_id,
+                  positions={n: Position(x=x, y=y) for n, (x, y) in sorted(points.items())})
+
+
+@service.operation("GET", "/layout")
+async def get_layout(ctx: Ctx, graph_id: str | None = None) -> Layout:
+    """Where the nodes of a stored graph (or, without graph_id, the sample project) are
+    drawn."""
+    await _node_ids(ctx, graph_id)
+    layouts: LayoutStore = ctx.state["layouts"]
+    return _layout(graph_id, await layouts.get(layout_key(graph_id)))
+
+
+@service.operation("PATCH", "/layout", idempotent=True)
+async def set_layout(body: LayoutUpdate, ctx: Ctx) -> Layout:
+    """Move nodes of a stored graph (or the sample project); the graph itself, and so its
+    id, stays as it is. Answers the whole layout and announces the move on the bus."""
+    nodes = await _node_ids(ctx, body.graph_id)
+    unknown = sorted(set(body.positions) - nodes)
+    if unknown:
+        raise ValidationFailed(
+            f"positions.{unknown[0]}: no node {unknown[0]!r} in "
+            f"{'graph ' + body.graph_id if body.graph_id else 'the sample project'}",
+            field=f"positions.{unknown[0]}")
+    moved = {n: (p.x, p.y) for n, p in body.positions.items()}
+    layouts: LayoutStore = ctx.state["layouts"]
+    layout = _layout(body.graph_id, await layouts.merge(layout_key(body.graph_id), moved))
+    with contextlib.suppress(ServiceUnavailable):  # the ECM `graph` topic; best effort
+        await ctx.runtime.bus.publish("graph", {
+            "type": "layout_updated", "graph_id": body.graph_id, "timestamp": time.time(),
+            "positions": {n: {"x": x, "y": y} for n, (x, y) in moved.items()}})
+    return layout

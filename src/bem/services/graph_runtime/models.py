@@ -94,3 +94,33 @@ class Analysis(BaseModel):
 class AnalyzeResult(BaseModel):
     graph_id: str
     results: Analysis
+
+
+# Positions are drawing coordinates (pixels, or whatever unit the client draws in); the
+# bound keeps them finite and representable by every client's float.
+COORDINATE_LIMIT = 1e9
+
+
+class Position(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    x: float = Field(ge=-COORDINATE_LIMIT, le=COORDINATE_LIMIT, allow_inf_nan=False)
+    y: float = Field(ge=-COORDINATE_LIMIT, le=COORDINATE_LIMIT, allow_inf_nan=False)
+
+
+class LayoutUpdate(BaseModel):
+    """New positions of some nodes of a graph; the other nodes keep theirs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    graph_id: str | None = Field(None, min_length=1, max_length=64,
+                                 description="a stored graph; null = the sample project")
+    positions: dict[str, Position] = Field(min_length=1,
+                                           description="node id -> its new position")
+
+
+class Layout(BaseModel):
+    """Where a graph's nodes are drawn; nodes never placed are absent."""
+
+    graph_id: str | None = Field(description="the stored graph; null = the sample project")
+    positions: dict[str, Position]

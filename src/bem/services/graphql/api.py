@@ -3,6 +3,8 @@
 - `/graphql`: one GraphQL schema over every service (queries, mutations, and the `pulses`
   subscription over graphql-transport-ws); see `schema.py`.
 - `/{service}/{path}`: REST routing to a replica of a backend service; see `routing.py`.
+- `/ws/cytoscape`: the old platform's live stream of pulses and graph changes; see
+  `cytoscape.py` (its old GraphQL operations are deprecated fields of the schema).
 - API keys and per-client rate limiting on every route but health (`bem.gateway.access`).
 """
 
@@ -34,7 +36,9 @@ service = ServiceSpec(
         f"({', '.join(ROUTABLE)}): round-robin, failing replicas ejected for a while, "
         "idempotent requests retried once on another replica. API keys (BEM_API_KEYS) and a "
         "token bucket per client (RATE_LIMIT_RPS, RATE_LIMIT_BURST) apply to every route "
-        "except health."),
+        "except health. For the old platform's clients: its GraphQL operations are "
+        "deprecated fields of the schema, and `ws://HOST:PORT/ws/cytoscape` streams pulses "
+        "and graph changes as its old server did (docs/migration.md)."),
     gateway=True,
     subscribes=True,
 )
@@ -67,6 +71,7 @@ class _GraphQLRouter(GraphQLRouter):  # type: ignore[type-arg]
 @service.setup
 def _setup(app: FastAPI, ctx: ServiceContext) -> None:
     # Imported here: building the schema is work only a process serving the gateway does.
+    from bem.services.graphql import cytoscape
     from bem.services.graphql.schema import MAX_SUBSCRIPTIONS, schema
 
     async def context() -> dict[str, Any]:  # async: a sync one would run in a thread
@@ -79,6 +84,7 @@ def _setup(app: FastAPI, ctx: ServiceContext) -> None:
         schema, path="/graphql", graphql_ide=None, context_getter=context,
         max_subscriptions_per_connection=MAX_SUBSCRIPTIONS), tags=["graphql"],
         responses={400: ERROR_RESPONSES[400], 413: ERROR_RESPONSES[413]})
+    cytoscape.install(app, ctx)  # before the catch-all routes below
 
     async def forward(request: Request, service: str, path: str) -> Response:
         """Forward to a replica of `service` (its own API: see its /docs)."""

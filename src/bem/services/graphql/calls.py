@@ -8,12 +8,13 @@ a 4xx) and `extensions {code, status, service, operation, field, details, retryA
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from graphql import GraphQLError
 from strawberry.types import Info
 
-from bem.errors import BemError
+from bem.errors import BemError, ValidationFailed
 from bem.runtime.service import ServiceContext
 from bem.services.graphql.convert import jsonable
 
@@ -22,26 +23,56 @@ def service_context(info: Info) -> ServiceContext:
     return info.context["ctx"]  # type: ignore[no-any-return]
 
 
-def backend_error(service: str, operation: str, exc: BemError) -> GraphQLError:
+def _renamed(exc: BemError, arguments: Mapping[str, str]) -> tuple[str | None, str]:
+    """(field, message) with the service's field named as the GraphQL argument that supplied
+    it: {"graph_id": "projectContext.projectId"} turns `graph_id: no stored graph` into
+    `projectContext.projectId: no stored graph`. The longest matching prefix wins."""
+    field, message = exc.field, exc.message
+    if not field:
+        return field, message
+    for prefix in sorted(arguments, key=len, reverse=True):
+        if field == prefix or field.startswith((prefix + ".", prefix + "[")):
+            renamed = arguments[prefix] + field[len(prefix):]
+            if message.startswith(field):
+                message = renamed + message[len(field):]
+            return renamed, message
+    return field, message
+
+
+def backend_error(service: str, operation: str, exc: BemError,
+                  arguments: Mapping[str, str] | None = None) -> GraphQLError:
+    field, message = _renamed(exc, arguments or {})
     extensions: dict[str, Any] = {"code": exc.code, "status": exc.status, "service": service,
                                   "operation": operation}
-    if exc.field:
-        extensions["field"] = exc.field
+    if field:
+        extensions["field"] = field
     if exc.details:
         extensions["details"] = exc.details
     if "Retry-After" in exc.headers:
         extensions["retryAfter"] = exc.headers["Retry-After"]
-    return GraphQLError(exc.message, extensions=extensions, original_error=exc)
+    return GraphQLError(message, extensions=extensions, original_error=exc)
 
 
-async def call(info: Info, service: str, operation: str, payload: Any = None) -> Any:
-    """`operation` of `service` wherever it runs; its error as a GraphQL error."""
+def argument_error(argument: str, message: str, cls: type[BemError] = ValidationFailed
+                   ) -> GraphQLError:
+    """An argument the gateway itself found wrong (the message starts with its name)."""
+    exc = cls(f"{argument}: {message}", field=argument)
+    return GraphQLError(exc.message, original_error=exc,
+                        extensions={"code": exc.code, "status": exc.status, "field": argument})
+
+
+async def call(info: Info, service: str, operation: str, payload: Any = None, *,
+               arguments: Mapping[str, str] | None = None) -> Any:
+    """`operation` of `service` wherever it runs; its error as a GraphQL error, its field
+    renamed by `arguments` (service field -> GraphQL argument) when the payload was built
+    from arguments of other names."""
     try:
         return await service_context(info).call(service, operation, payload)
     except BemError as exc:
-        raise backend_error(service, operation, exc) from None
+        raise backend_error(service, operation, exc, arguments) from None
 
 
-async def call_json(info: Info, service: str, operation: str, payload: Any = None) -> Any:
+async def call_json(info: Info, service: str, operation: str, payload: Any = None, *,
+                    arguments: Mapping[str, str] | None = None) -> Any:
     """The same, for answers carried whole as JSON."""
-    return jsonable(await call(info, service, operation, payload))
+    return jsonable(await call(info, service, operation, payload, arguments=arguments))

@@ -5,6 +5,10 @@ Resolvers reach the services only through the service client (`calls.call`), so 
 replica. A service's error becomes a GraphQL error with the service's message and code;
 anything unexpected is masked and logged.
 
+The old platform's operations (its agent console's `graph(filter:)`, `executeDataAffinity`,
+`pulseEvents`...) are deprecated fields of this same schema, visible as such in
+introspection; they live in legacy.py. Names follow GraphQL's camelCase throughout.
+
 Abuse limits (validation rules, checked before anything runs): operation depth, document
 tokens, aliases, and operations per batched request. Introspection is allowed.
 """
@@ -51,6 +55,15 @@ from bem.services.graphql.formulas import (
     formulas_from,
 )
 from bem.services.graphql.health import Health, health_from
+from bem.services.graphql.legacy import (
+    LegacyMutation,
+    LegacyQuery,
+    LegacySubscription,
+    OldContext,
+    OldFilter,
+    load_graph,
+    recent_events,
+)
 from bem.services.graphql.optimization import (
     ParameterOptimum,
     Selection,
@@ -77,10 +90,13 @@ from bem.services.graphql.types import (
     AnalyzeOptions,
     Graph,
     GraphInput,
+    Layout,
     Metric,
+    NodePositionInput,
     StoredGraph,
     analyze,
     graph_from,
+    layout_from,
 )
 
 log = logging.getLogger("bem.graphql")
@@ -108,11 +124,14 @@ def _source(graph_id: strawberry.ID | None, graph: GraphInput | None) -> dict[st
 
 
 @strawberry.type
-class Query:
+class Query(LegacyQuery):
     # --- graph_runtime -----------------------------------------------------------------
-    @strawberry.field(description="A stored graph by id (graph_runtime GET /graphs/{id}).")
-    async def graph(self, info: Info, id: strawberry.ID) -> Graph:
-        return graph_from(await call(info, "graph_runtime", "get_graph", {"graph_id": id}))
+    @strawberry.field(description="A stored graph by id (graph_runtime GET /graphs/{id}); "
+                                  "without one, the sample project (as the old API answered "
+                                  "it, with its filter).")
+    async def graph(self, info: Info, id: strawberry.ID | None = None,
+                    filter: OldFilter = None, project_context: OldContext = None) -> Graph:
+        return await load_graph(info, id, filter, project_context)
 
     @strawberry.field(description="The sample project V01-V10.")
     async def sample_graph(self, info: Info) -> Graph:
@@ -203,10 +222,22 @@ class Query:
     async def optimize_parameters(self, info: Info, problem: JSON) -> ParameterOptimum:
         return optimum_from(await call(info, "optimization", "parameters", problem))
 
+    @strawberry.field(description="Where the nodes of a stored graph (or, without graphId, "
+                                  "the sample project) are drawn.")
+    async def layout(self, info: Info, graph_id: strawberry.ID | None = None) -> Layout:
+        return layout_from(await call(info, "graph_runtime", "get_layout",
+                                      {} if graph_id is None else {"graph_id": graph_id},
+                                      arguments={"graph_id": "graphId"}))
+
     # --- callback_engine ---------------------------------------------------------------
     @strawberry.field(description="An accepted event and its processing status.")
     async def event(self, info: Info, id: strawberry.ID) -> Event:
         return event_from(await call(info, "callback_engine", "get_event", {"event_id": id}))
+
+    @strawberry.field(description="The last finished events (processed or failed), most "
+                                  "recently finished first.")
+    async def recent_events(self, info: Info, limit: int = 100) -> list[Event]:
+        return [event_from(e) for e in await recent_events(info, limit)]
 
     @strawberry.field(description="Event processing counters and lag.")
     async def event_stats(self, info: Info) -> JSON:
@@ -220,7 +251,7 @@ class Query:
 
 
 @strawberry.type
-class Mutation:
+class Mutation(LegacyMutation):
     @strawberry.mutation(description="Store a graph; its id is its content hash.")
     async def store_graph(self, info: Info, graph: GraphInput) -> StoredGraph:
         answer = jsonable(await call(info, "graph_runtime", "store_graph",
@@ -239,6 +270,16 @@ class Mutation:
                       graph: GraphInput | None = None) -> DagRun:
         return dag_run_from(await call(info, "dag_alpha", "run", _source(graph_id, graph)))
 
+    @strawberry.mutation(description="Move nodes of a stored graph (or, without graphId, the "
+                                     "sample project); the others keep their positions. The "
+                                     "graph and its id stay as they are.")
+    async def set_node_positions(self, info: Info, positions: list[NodePositionInput],
+                                 graph_id: strawberry.ID | None = None) -> Layout:
+        payload = {"graph_id": graph_id, "positions": {p.node: {"x": p.x, "y": p.y}
+                                                       for p in positions}}
+        return layout_from(await call(info, "graph_runtime", "set_layout", payload,
+                                      arguments={"graph_id": "graphId"}))
+
 
 def _wanted(message: dict[str, Any], graph_id: strawberry.ID | None, node: str | None,
             types: list[str] | None) -> bool:
@@ -248,7 +289,7 @@ def _wanted(message: dict[str, Any], graph_id: strawberry.ID | None, node: str |
 
 
 @strawberry.type
-class Subscription:
+class Subscription(LegacySubscription):
     @strawberry.subscription(description="Pulses as the callback engine publishes them, "
                                          "optionally only those of one graph, node or pulse "
                                          "type.")
@@ -285,10 +326,10 @@ class GatewaySchema(strawberry.Schema):
 
 schema = GatewaySchema(
     query=Query, mutation=Mutation, subscription=Subscription,
-    # snake_case names, as in every other API of the platform: the graph JSON a client sends
-    # to POST /graphs is, unchanged, the `graph` variable of store_graph.
-    config=StrawberryConfig(auto_camel_case=False,
-                            batching_config={"max_operations": MAX_BATCH}),
+    # camelCase names (strawberry's default): GraphQL's convention, and the old platform's
+    # clients' (its fields are part of this schema). JSON values (attrs, results) keep the
+    # services' snake_case keys: they are data, not schema.
+    config=StrawberryConfig(batching_config={"max_operations": MAX_BATCH}),
     # Factories, not instances: an extension may keep per-request state, so each request
     # gets its own (strawberry issue 4369). The limit rules are built once, so that the
     # validation cache (keyed by document and rules) hits for a repeated query: validation

@@ -8,6 +8,7 @@ to the typed fields picked out of them.
 
 from __future__ import annotations
 
+import asyncio
 from enum import Enum
 from typing import Any, get_args
 
@@ -18,6 +19,17 @@ from strawberry.types import Info
 from bem.services.graph_runtime.models import Metric as MetricName
 from bem.services.graphql.calls import call
 from bem.services.graphql.convert import jsonable, pick, without_unset
+from bem.services.graphql.legacy_types import (
+    ACTIVE,
+    Coefficients,
+    NodeProperties,
+    NodeType,
+    Position,
+    coefficients_of,
+    edge_ids,
+    properties_of,
+    ranked_domains,
+)
 
 Metric = strawberry.enum(
     Enum("Metric", {m: m for m in get_args(MetricName)}),  # type: ignore[misc]
@@ -27,15 +39,33 @@ DEFAULT_METRICS = [Metric.summary]  # type: ignore[attr-defined]
 
 # --- the project graph ---------------------------------------------------------------------
 class GraphIndex:
-    """Nodes by id and adjacency of one graph, so nodes can walk their edges."""
+    """Nodes by id and adjacency of one graph, so nodes can walk their edges; and what its
+    nodes read of the whole graph (agent coefficients, phases, the layout)."""
 
-    def __init__(self) -> None:
+    def __init__(self, graph_id: str | None, coefficients: dict[str, dict[str, float]]
+                 ) -> None:
+        self.graph_id = graph_id  # None: the sample project
+        self.coefficients = coefficients
         self.nodes: dict[str, Node] = {}
         self.succ: dict[str, list[str]] = {}
         self.pred: dict[str, list[str]] = {}
+        self._layout: asyncio.Future[dict[str, Any]] | None = None
 
     def walk(self, ids: list[str]) -> list[Node]:
         return [self.nodes[i] for i in ids]
+
+    def domain(self, node: str, rank: int) -> NodeType | None:
+        """The domain the node's agent weighs `rank`-th most (0: most), if any."""
+        ranked = ranked_domains(coefficients_of(self.coefficients.get(node, {})))
+        return ranked[rank] if rank < len(ranked) else None
+
+    async def layout(self, info: Info) -> dict[str, Any]:
+        """The graph's layout, fetched once however many nodes ask (graph_runtime)."""
+        if self._layout is None:
+            self._layout = asyncio.ensure_future(call(
+                info, "graph_runtime", "get_layout",
+                {} if self.graph_id is None else {"graph_id": self.graph_id}))
+        return jsonable(await self._layout)["positions"]  # type: ignore[no-any-return]
 
 
 @strawberry.type(description="A component of a project graph.")
@@ -57,6 +87,41 @@ class Node:
     def predecessors(self) -> list[Node]:
         return self.index.walk(self.index.pred[self.id])
 
+    @strawberry.field(description="Where the node is drawn (graph_runtime GET /layout); null "
+                                  "until placed with setNodePositions.")
+    async def position(self, info: Info) -> Position | None:
+        xy = (await self.index.layout(info)).get(self.id)
+        return None if xy is None else Position(x=xy["x"], y=xy["y"])
+
+    # --- the old platform's fields (legacy_types.py, docs/migration.md) ------------------
+    @strawberry.field(deprecation_reason="use functorType, and agentCoefficients of the graph",
+                      description="the domain the node's agent weighs most (Coefficients)")
+    def type(self) -> NodeType | None:
+        return self.index.domain(self.id, 0)
+
+    @strawberry.field(deprecation_reason="use functor and functorType",
+                      description="the same as `type`")
+    def primary_functor(self) -> NodeType | None:
+        return self.index.domain(self.id, 0)
+
+    @strawberry.field(deprecation_reason="use agentCoefficients of the graph",
+                      description="the domain the node's agent weighs second")
+    def secondary_functor(self) -> NodeType | None:
+        return self.index.domain(self.id, 1)
+
+    @strawberry.field(deprecation_reason="use agentCoefficients of the graph")
+    def coefficients(self) -> Coefficients:
+        return Coefficients(**coefficients_of(self.index.coefficients.get(self.id, {})))
+
+    @strawberry.field(deprecation_reason="use attrs")
+    def properties(self) -> NodeProperties:
+        return properties_of(self.attrs)
+
+    @strawberry.field(deprecation_reason="no replacement: every node of a graph is active",
+                      description="always `active`")
+    def status(self) -> str:
+        return ACTIVE
+
 
 @strawberry.type(description="A directed dependency: `source` feeds `target`.")
 class Edge:
@@ -64,6 +129,16 @@ class Edge:
     target: str
     kind: str
     weight: float
+    id: str = strawberry.field(deprecation_reason="use source and target",
+                               description="`source->target` (`#2`... for parallel edges)")
+
+    @strawberry.field(deprecation_reason="use kind")
+    def relationship_type(self) -> str:
+        return self.kind
+
+    @strawberry.field(deprecation_reason="use kind and weight")
+    def properties(self) -> JSON:
+        return {"kind": self.kind, "weight": self.weight}
 
 
 @strawberry.type(description="A project graph: components are nodes, dependencies edges.")
@@ -81,6 +156,13 @@ class Graph:
     def node(self, id: strawberry.ID) -> Node | None:
         return self.index.nodes.get(str(id))
 
+    @strawberry.field(deprecation_reason="use graphId and name",
+                      description="`source` (sample or store), `graph_id`, `name`, `count` "
+                                  "(nodes answered), `edges` (edges answered)")
+    def metadata(self) -> JSON:
+        return {"source": "store" if self.graph_id else "sample", "graph_id": self.graph_id,
+                "name": self.name, "count": len(self.nodes), "edges": len(self.edges)}
+
     @strawberry.field(description="Analyse this graph (by id when it is stored); only the "
                                   "requested `metrics` are filled in.")
     async def analysis(self, info: Info,
@@ -93,7 +175,8 @@ class Graph:
 def graph_from(answer: Any) -> Graph:
     """A Graph from graph_runtime's answer (a stored graph carries its `graph_id`)."""
     data = jsonable(answer)
-    index = GraphIndex()
+    gid = data.pop("graph_id", None)
+    index = GraphIndex(gid, data.get("agent_coefficients") or {})
     for n in data["nodes"]:
         index.nodes[n["id"]] = Node(
             id=strawberry.ID(n["id"]), phase=n["phase"], functor=n.get("functor"),
@@ -103,11 +186,11 @@ def graph_from(answer: Any) -> Graph:
     for e in data["edges"]:
         index.succ[e["source"]].append(e["target"])
         index.pred[e["target"]].append(e["source"])
-    gid = data.pop("graph_id", None)
     return Graph(graph_id=strawberry.ID(gid) if gid else None, name=data.get("name"),
                  nodes=list(index.nodes.values()),
                  edges=[Edge(source=e["source"], target=e["target"], kind=e["kind"],
-                             weight=e["weight"]) for e in data["edges"]],
+                             weight=e["weight"], id=eid)
+                        for e, eid in zip(data["edges"], edge_ids(data["edges"]), strict=True)],
                  agent_coefficients=data.get("agent_coefficients") or {}, data=data,
                  index=index)
 
@@ -138,6 +221,36 @@ class GraphInput:
     nodes: list[NodeInput]
     edges: list[EdgeInput] | None = strawberry.UNSET
     agent_coefficients: JSON | None = strawberry.UNSET
+
+
+@strawberry.type(description="Where one node is drawn.")
+class NodePosition:
+    node: str
+    x: float
+    y: float
+
+
+@strawberry.input(description="A node's new position (drawing coordinates, |x|, |y| <= 1e9).")
+class NodePositionInput:
+    node: str
+    x: float
+    y: float
+
+
+@strawberry.type(description="Where a graph's nodes are drawn (graph_runtime keeps it beside "
+                             "the graph, which stays as it is).")
+class Layout:
+    graph_id: strawberry.ID | None = strawberry.field(description="null: the sample project")
+    positions: list[NodePosition] = strawberry.field(description="nodes never placed are "
+                                                                 "absent")
+
+
+def layout_from(answer: Any) -> Layout:
+    data = jsonable(answer)
+    gid = data["graph_id"]
+    return Layout(graph_id=strawberry.ID(gid) if gid else None,
+                  positions=[NodePosition(node=n, x=p["x"], y=p["y"])
+                             for n, p in data["positions"].items()])
 
 
 @strawberry.type(description="The answer to storing a graph.")
