@@ -53,7 +53,7 @@ class OldComponent(BaseModel):
         return str(self.id or self.component_id)
 
     def attrs(self) -> dict[str, float | int | bool | str]:
-        return scalars(self.model_extra or {})
+        return scalars(self.model_extra or {}, skip=ID_KEYS)  # the ids are the node's id
 
 
 class OldComponents(BaseModel):
@@ -101,20 +101,23 @@ def _scalar(value: Any) -> bool:
     return isinstance(value, float) and math.isfinite(value)
 
 
-def _walk(record: Mapping[str, Any], depth: int) -> Iterator[tuple[str, Any]]:
+def _walk(record: Mapping[str, Any], depth: int, skip: tuple[str, ...]
+          ) -> Iterator[tuple[str, Any]]:
     for key, value in record.items():
-        if key in ID_KEYS:
+        if key in skip:
             continue
         if isinstance(value, Mapping):
             if depth < MAX_DEPTH:
-                yield from _walk(value, depth + 1)
+                yield from _walk(value, depth + 1, skip)
         elif _scalar(value):
             yield key, value
 
 
-def scalars(record: Mapping[str, Any]) -> dict[str, float | int | bool | str]:
-    """Every scalar of a nested record by its own key (the first of equal keys wins)."""
+def scalars(record: Mapping[str, Any], skip: tuple[str, ...] = ()
+            ) -> dict[str, float | int | bool | str]:
+    """Every scalar of a nested record by its own key (the first of equal keys wins), but
+    those named in `skip`."""
     out: dict[str, Any] = {}
-    for key, value in _walk(record, 1):
+    for key, value in _walk(record, 1, skip):
         out.setdefault(key, value)
     return out

@@ -151,7 +151,9 @@ def _request_model(ctx: ServiceContext, op: Operation) -> type[BaseModel]:
         __doc__="The old platform's envelope around the new body or an old payload.",
         data=(Annotated[data_type, Field(description=f"the body of {op.method} {op.path}, or "
                                                      f"an old payload")], ...),
-        timestamp=(float | str | None, Field(None, description="client time (echoed back)")),
+        timestamp=(Annotated[float, Field(allow_inf_nan=False)]
+                   | Annotated[str, Field(max_length=64)] | None,
+                   Field(None, description="client time (echoed back)")),
         source=(str | None, Field(None, max_length=256,
                                   description="the calling client, e.g. 'orchestrator'")))
 

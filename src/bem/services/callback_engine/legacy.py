@@ -24,13 +24,13 @@ accepted and not used.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bem.errors import ValidationFailed
-from bem.models.legacy import OldComponents, invalid, scalars
+from bem.models.legacy import ID_KEYS, OldComponents, invalid, scalars
 from bem.runtime.service import OldPayload, ServiceContext
 from bem.services.callback_engine.models import MAX_EVENTS_PER_REQUEST
 
@@ -93,14 +93,15 @@ def graph_of(callbacks: list[OldCallback]) -> dict[str, Any]:
                                    f"component", field=field)
         seen[cb.component_id] = i
         nodes.append({"id": cb.component_id, "phase": PHASE_OF[cb.callback_type],
-                      "callback": cb.callback_type, "attrs": scalars(cb.properties)})
+                      "callback": cb.callback_type,
+                      "attrs": scalars(cb.properties, skip=ID_KEYS)})
     return {"name": "callbacks sent to /process", "nodes": nodes}
 
 
 def events(callbacks: list[OldCallback], graph_id: str, key: str) -> list[dict[str, Any]]:
-    content = orjson.dumps([cb.model_dump(mode="json") for cb in callbacks],
-                           option=orjson.OPT_SORT_KEYS)
-    digest = hashlib.sha256(content).hexdigest()[:32]
+    # json, not orjson: properties may hold integers beyond 64 bits, which orjson refuses
+    content = json.dumps([cb.model_dump(mode="json") for cb in callbacks], sort_keys=True)
+    digest = hashlib.sha256(content.encode()).hexdigest()[:32]
     return [{"idempotency_key": f"process:{key}:{digest}:{i}",
              "type": PULSE_OF[cb.callback_type], "node": cb.component_id,
              "graph_id": graph_id,
