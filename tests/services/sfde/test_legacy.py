@@ -116,6 +116,9 @@ async def test_old_components_are_requests_per_affinity_type(sfde: httpx.AsyncCl
     ({"sfde_requests": [{"affinity_type": "cost",
                          "input_parameters": {"quantity": "lots", "unit_price": 2}}]},
      "data.sfde_requests[0].input_parameters.quantity", "must be a finite number"),
+    ({"sfde_requests": [{"affinity_type": "cost",
+                         "input_parameters": {"quantity": 10**400, "unit_price": 2}}]},
+     "data.sfde_requests[0].input_parameters.quantity", "must be a finite number"),
     ({"sfde_requests": [{"affinity_type": "time", "input_parameters": {
         "optimistic": 5, "most_likely": 3, "pessimistic": 9}}]},
      "data.sfde_requests[0].input_parameters.most_likely", "less than optimistic"),

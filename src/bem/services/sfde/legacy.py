@@ -101,11 +101,16 @@ class Batch:
 
 
 def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or \
-            not math.isfinite(value):
+    number = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float64
+            number = None
+    if number is None or not math.isfinite(number):
         raise ValidationFailed(f"{where}: must be a finite number, got {str(value)[:40]!r}",
                                field=where)
-    return float(value)
+    return number
 
 
 def resolve(formula: Any, inputs: dict[str, Any], where: str
