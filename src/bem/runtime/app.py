@@ -1,15 +1,15 @@
 """Build the FastAPI app of one service: its operations plus what every service port serves.
 
 Every port: `/health`, `/health/live`, `/health/ready`, `/cluster-health`, `/metrics`,
-`/docs`, `/openapi.json`, the legacy `POST /process` envelope (where the service has one),
-one error shape (`ErrorBody`) for every 4xx/5xx, and a request body limit (413).
+`/docs`, `/openapi.json`, the old platform's `POST /process` (where the service has one: see
+runtime/legacy.py), one error shape (`ErrorBody`) for every 4xx/5xx, and a request body limit
+(413).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Mapping, MutableMapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -18,30 +18,15 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bem.errors import BemError
 from bem.runtime.health import HEALTH_CONTENT_TYPE, cluster_health, health_response, service_health
+from bem.runtime.legacy import install_process
 from bem.runtime.metrics import METRICS_CONTENT_TYPE, MetricsMiddleware
-from bem.runtime.service import ERROR_RESPONSES, ServiceContext, validation_failed
+from bem.runtime.service import ServiceContext, validation_failed
 
 log = logging.getLogger("bem.app")
-
-
-class LegacyEnvelope(BaseModel):
-    """The pre-consolidation request shape, accepted so old clients keep working."""
-
-    data: dict[str, Any] = Field(description="the new endpoint's request body")
-    timestamp: float | str | None = Field(None, description="client timestamp (echoed back)")
-
-
-class LegacyAnswer(BaseModel):
-    status: str = Field(description="'success'")
-    results: Any
-    processing_time_ms: float = Field(description="measured time spent in the operation")
-    service: str
-    timestamp: float | str | None = None
 
 
 class BodyLimitMiddleware:
@@ -219,33 +204,6 @@ def _install_common_routes(app: FastAPI, ctx: ServiceContext) -> None:
         return Response(ctx.runtime.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
 
-def _install_legacy(app: FastAPI, ctx: ServiceContext) -> None:
-    op = ctx.spec.get(ctx.spec.legacy_operation or "")
-    description = (f"Migration shim: `data` is the body of `{op.method} {op.path}` "
-                   f"({op.name}); the answer is the old `{{status, results, "
-                   f"processing_time_ms, service}}` shape.")
-
-    @app.post("/process", tags=["legacy"], responses=ERROR_RESPONSES, description=description)
-    async def process(envelope: LegacyEnvelope) -> LegacyAnswer:
-        """Legacy envelope, kept while clients move to the new endpoints."""
-        start = time.perf_counter()
-        try:
-            kwargs = op.bind(envelope.data)
-        except BemError as exc:
-            for d in exc.details:
-                d["field"] = "data." + d["field"]
-            exc.field = f"data.{exc.field}" if exc.field else "data"
-            exc.message = "; ".join(f"{d['field']}: {d['message']}" for d in exc.details) \
-                or exc.message
-            raise
-        result = await op.fn(**kwargs, ctx=ctx)
-        elapsed = (time.perf_counter() - start) * 1000
-        return LegacyAnswer(status="success", results=op.response.dump_python(result,
-                                                                              mode="json"),
-                            processing_time_ms=round(elapsed, 3), service=ctx.name,
-                            timestamp=envelope.timestamp)
-
-
 def create_app(ctx: ServiceContext) -> FastAPI:
     spec = ctx.spec
 
@@ -271,7 +229,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.include_router(spec.router)
     _install_common_routes(app, ctx)
     if spec.legacy_operation:
-        _install_legacy(app, ctx)
+        install_process(app, ctx)
     for setup in spec.setups:
         setup(app, ctx)
     app.add_middleware(BodyLimitMiddleware, limit=ctx.settings.max_body_size)

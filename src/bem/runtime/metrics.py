@@ -82,10 +82,17 @@ class Metrics:
         self.ws_connections = Gauge("bem_ws_connections", "open WebSocket connections", sc,
                                     registry=r)
         self.up = Gauge("bem_service_up", "1 while the service is serving", sc, registry=r)
+        # Requests in an old platform's format, so an operator sees when the last old client
+        # is gone (docs/migration.md). Every old interface counts here, labelled by the
+        # service that answers it and the old operation in that interface's own terms:
+        #     metrics.legacy_requests.labels(service, cluster, operation).inc()
+        # operation: a /process payload kind (`sfde_requests`, `envelope`: a new body in the
+        # old envelope), an old GraphQL field (`executeDataAffinity`), an old ECM message type
+        # (`node_select`). Names come from fixed lists, never from the client, so the number
+        # of series stays bounded.
         self.legacy_requests = Counter(
-            "bem_legacy_requests_total",
-            "requests in the old platform's API, by service and old operation",
-            ("service", "cluster", "operation"), registry=r)
+            "bem_legacy_requests_total", "requests in an old platform format, by service "
+            "and old operation", (*sc, "operation"), registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

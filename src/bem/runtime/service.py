@@ -20,7 +20,7 @@ from __future__ import annotations
 import inspect
 import re
 import typing
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
@@ -213,6 +213,20 @@ def validation_failed(errors: list[Any] | tuple[Any, ...], prefix: tuple[str, ..
                             field=details[0]["field"] if details else None, details=details)
 
 
+@dataclass(frozen=True)
+class OldPayload:
+    """A payload of the old platform that `POST /process` still accepts (runtime/legacy.py).
+
+    `serve(payload, ctx, key)` answers the old `results`, computed by the service's new
+    operations; `key` identifies the envelope (equal for an identical resend), for
+    idempotency keys. The pydantic `model` validates the payload and documents it.
+    """
+
+    name: str  # the old operation, e.g. "sfde_requests": the metric label and OpenAPI title
+    model: type[BaseModel]
+    serve: Callable[[Any, ServiceContext, str], Awaitable[dict[str, Any]]]
+
+
 Lifespan = Callable[[ServiceContext], AbstractAsyncContextManager[None]]
 HealthCheck = Callable[[ServiceContext], Mapping[str, dict[str, Any]]]
 AppSetup = Callable[[FastAPI, ServiceContext], None]
@@ -229,7 +243,8 @@ class ServiceSpec:
     uses_pool: bool = False
     subscribes: bool = False  # consumes the pulse bus: its process listens from start-up
     compute_modules: tuple[str, ...] = ()
-    legacy_operation: str | None = None
+    legacy_operation: str | None = None  # the new body `POST /process` accepts in `data`
+    legacy_payloads: tuple[OldPayload, ...] = ()  # the old payloads it accepts there too
     operations: dict[str, Operation] = field(default_factory=dict)
     router: APIRouter = field(default_factory=APIRouter)
     lifespans: list[Lifespan] = field(default_factory=list)

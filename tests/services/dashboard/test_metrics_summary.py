@@ -83,3 +83,20 @@ def test_rates_over_the_window_exclude_probes() -> None:
     tracker.forget_except(set())
     assert tracker.summarise("i1", parse_totals(m.render().decode()), uptime=20.0,
                              now=116.0)["window_s"] == 20.0
+
+
+def test_legacy_requests_total_and_per_minute() -> None:
+    m = Metrics("compute")
+    m.legacy_requests.labels("dag_alpha", "compute", "dag_request").inc(3)
+    m.legacy_requests.labels("sfde", "compute", "sfde_requests").inc()
+    tracker = RateTracker(window=10.0)
+    first = tracker.summarise("i1", parse_totals(m.render().decode()), uptime=60.0, now=100.0)
+    assert first["legacy"] == [
+        {"service": "dag_alpha", "operation": "dag_request", "total": 3.0, "per_min": 3.0},
+        {"service": "sfde", "operation": "sfde_requests", "total": 1.0, "per_min": 1.0}]
+    m.legacy_requests.labels("dag_alpha", "compute", "dag_request").inc(2)
+    second = tracker.summarise("i1", registry_totals(m.registry), uptime=90.0, now=130.0)
+    assert second["legacy"][0] == {"service": "dag_alpha", "operation": "dag_request",
+                                   "total": 5.0, "per_min": 4.0}  # 2 in the last 30 s
+    assert second["legacy"][1]["per_min"] == 0.0  # sfde's old client has gone quiet
+    assert Metrics("logic").render().count(b"bem_legacy_requests_total{") == 0

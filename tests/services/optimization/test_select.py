@@ -201,3 +201,19 @@ async def test_legacy_envelope(opt: httpx.AsyncClient) -> None:
     assert body["results"]["total_cost"] == 87000
     bad = await opt.post("/process", json={"data": {**SMALL, "budget": -3}})
     assert bad.status_code == 422 and bad.json()["field"] == "data.budget"
+
+
+async def test_the_old_components_payload_is_a_422_saying_what_to_send(
+        opt: httpx.AsyncClient) -> None:
+    # tests/test_phase2_container_orchestration.py sends it to every service; the old
+    # platform's optimization engine never served /process, and it carries no options.
+    old = {"components": [{"id": "comp_001", "type": "beam", "primary_functor": "structural",
+                           "status": "processed"}],
+           "node_sequence": ["comp_001"], "phase": "phase_2", "affinity_types": ["cost"]}
+    r = await opt.post("/process", json={"data": old, "timestamp": "2025-06-20T14:35:41"})
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "data.components[0].options"
+    assert "the body of POST /select" in r.json()["message"]
+    # a select body with a misspelt field is still read as a select body
+    typo = await opt.post("/process", json={"data": {**SMALL, "budgett": 1}})
+    assert typo.status_code == 422 and typo.json()["field"] == "data.budgett"

@@ -11,6 +11,7 @@ from fastapi import Query
 
 from bem.errors import NotFound, ServiceUnavailable
 from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
+from bem.services.callback_engine import legacy
 from bem.services.callback_engine.consumer import Engine
 from bem.services.callback_engine.eventlog import EventLog, MemoryLog
 from bem.services.callback_engine.models import (
@@ -38,6 +39,7 @@ service = ServiceSpec(
         "and publishes the pulses on the bus (Redis channel bem:bus:pulses). Each accepted "
         "event is processed exactly once in effect, even across a crash."),
     legacy_operation="submit_events",
+    legacy_payloads=legacy.PAYLOADS,
 )
 
 _EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")

@@ -18,7 +18,7 @@ from bem.errors import ValidationFailed
 from bem.models.graph import Graph
 from bem.runtime.cache import content_hash
 from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
-from bem.services.dag_alpha import compute  # plain Python, no NumPy: cheap to import
+from bem.services.dag_alpha import compute, legacy  # plain Python, no NumPy: cheap
 from bem.services.dag_alpha.models import RunRequest, RunResult
 
 service = ServiceSpec(
@@ -35,6 +35,7 @@ service = ServiceSpec(
         "Uses graph_runtime and sfde through the service client; whole runs are cached by "
         "graph id. See docs/formulas.md."),
     legacy_operation="run",
+    legacy_payloads=legacy.PAYLOADS,
 )
 
 _COLUMN_FIELD = re.compile(r"columns(?:\.(\w+))?\[(\d+)\]")

@@ -12,6 +12,8 @@ the process start, whose age is the replica's reported uptime) to now.
     cache hit ratio = delta hits / (delta hits + delta misses), per level (l1, redis)
     pool tasks/s    = delta bem_pool_tasks_total / window (every outcome)
     calls/s         = delta bem_service_calls_total / window, per transport (inprocess | http)
+    legacy          = bem_legacy_requests_total per (service, old operation): the total since
+                      the process started, and per minute over the window
 
 Probe routes (/health*, /cluster-health*, /metrics) are left out of the request figures:
 the dashboard's own polling would otherwise be most of what it reports.
@@ -111,6 +113,8 @@ def totals_of(found: Iterable[tuple[str, dict[str, str], float]]) -> Totals:
             totals.add(("cache", labels["level"], labels["result"]), value)
         elif name == "bem_service_calls_total":
             totals.add(("calls", labels["transport"]), value)
+        elif name == "bem_legacy_requests_total":
+            totals.add(("legacy", labels["service"], labels["operation"]), value)
         elif name in _GAUGES:
             key = _GAUGES[name]
             totals.gauges[key] = totals.gauges.get(key, 0.0) + value
@@ -186,6 +190,9 @@ def summarise(now: Totals, base: dict[Key, float], window: float) -> dict[str, A
         "ws_connections": g.get("ws_connections", 0),
         "event_lag": g.get("event_lag", 0),
         "in_flight": g.get("in_flight", 0),
+        "legacy": [{"service": k[1], "operation": k[2], "total": now.counters[k],
+                    "per_min": round(delta(k) * 60 / window, 3)}
+                   for k in sorted(now.counters) if k[0] == "legacy"],
     }
 
 

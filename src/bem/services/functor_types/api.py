@@ -7,6 +7,7 @@ from typing import Any
 
 from bem.errors import NotFound, PayloadTooLarge, ValidationFailed
 from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
+from bem.services.functor_types import legacy
 from bem.services.functor_types.models import (
     AffinityMatrix,
     CompatibilityRequest,
@@ -45,6 +46,7 @@ service = ServiceSpec(
     uses_pool=True,
     compute_modules=(VALIDATION,),
     legacy_operation="validate",
+    legacy_payloads=legacy.PAYLOADS,
 )
 
 

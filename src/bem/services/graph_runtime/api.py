@@ -11,6 +11,7 @@ from bem.data import sample_project
 from bem.errors import ServiceUnavailable, ValidationFailed
 from bem.models.graph import Graph
 from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
+from bem.services.graph_runtime import legacy
 from bem.services.graph_runtime.layout import LayoutStore, Point, layout_key
 from bem.services.graph_runtime.models import (
     AnalyzeRequest,
@@ -39,6 +40,7 @@ service = ServiceSpec(
     uses_pool=True,
     compute_modules=(COMPUTE,),
     legacy_operation="analyze",
+    legacy_payloads=legacy.PAYLOADS,
 )
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from bem.errors import ValidationFailed
 from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
+from bem.services.optimization import legacy
 from bem.services.optimization.errors import OUTCOME_ERRORS
 from bem.services.optimization.models import (
     Chosen,
@@ -56,6 +57,7 @@ service = ServiceSpec(
     uses_pool=True,
     compute_modules=(SELECTION,),
     legacy_operation="select",
+    legacy_payloads=legacy.PAYLOADS,
 )
 
 

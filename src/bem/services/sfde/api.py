@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from bem.errors import NotFound, PayloadTooLarge
 from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
+from bem.services.sfde import legacy
 from bem.services.sfde.models import (
     EvaluateRequest,
     EvaluateResult,
@@ -42,6 +43,7 @@ service = ServiceSpec(
         "bounded in length, size, depth and exponent growth. See docs/formulas.md."),
     compute_modules=(FORMULAS, EXPRESSIONS),
     legacy_operation="evaluate",
+    legacy_payloads=legacy.PAYLOADS,
 )
 
 

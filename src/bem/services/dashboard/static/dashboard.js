@@ -90,6 +90,37 @@
       c.replicas.map(replicaView));
   }
 
+  // Requests in an old platform's format (bem_legacy_requests_total), summed over replicas:
+  // when the per-minute figures stay at zero, no old client is left.
+  function legacyView(report) {
+    const rows = new Map();
+    for (const c of Object.values(report.clusters)) {
+      for (const r of c.replicas) {
+        for (const l of ((r.metrics || {}).legacy || [])) {
+          const key = l.service + " " + l.operation;
+          const row = rows.get(key) || {service: l.service, operation: l.operation, total: 0,
+                                        per_min: 0};
+          row.total += l.total;
+          row.per_min += l.per_min;
+          rows.set(key, row);
+        }
+      }
+    }
+    const title = el("h2", {}, "Old-platform clients");
+    if (!rows.size) {
+      return [title, el("p", {class: "meta", "data-legacy": "none"},
+        "No request in an old platform's format since the clusters started.")];
+    }
+    return [title, el("table", {},
+      el("thead", {}, el("tr", {}, ["service", "old operation", "requests", "per min"]
+        .map((h) => el("th", {}, h)))),
+      el("tbody", {}, [...rows.values()].sort((a, b) => a.service.localeCompare(b.service) ||
+          a.operation.localeCompare(b.operation)).map((row) =>
+        el("tr", {"data-legacy": row.service + "/" + row.operation},
+          el("td", {class: "name"}, row.service), el("td", {class: "name"}, row.operation),
+          el("td", {}, num(row.total, 0)), el("td", {}, num(row.per_min, 1))))))];
+  }
+
   function render(report) {
     const overall = $("overall");
     overall.className = "pill " + report.status;
@@ -103,6 +134,7 @@
         el("b", {}, name), pill(s.status), " " + s.healthy + "/" + s.replicas + " healthy")));
     $("clusters").replaceChildren(...Object.entries(report.clusters).map(
       ([name, c]) => clusterView(name, c)));
+    $("legacy").replaceChildren(...legacyView(report));
     document.title = "[" + report.status.toUpperCase() + "] BEM platform health";
   }
 
