@@ -192,7 +192,8 @@ def summarise(now: Totals, base: dict[Key, float], window: float) -> dict[str, A
         "in_flight": g.get("in_flight", 0),
         "legacy": [{"service": k[1], "operation": k[2], "total": now.counters[k],
                     "per_min": round(delta(k) * 60 / window, 3)}
-                   for k in sorted(now.counters) if k[0] == "legacy"],
+                   # a series at 0 (created before its first use) is no old client
+                   for k in sorted(now.counters) if k[0] == "legacy" and now.counters[k]],
     }
 
 
