@@ -200,7 +200,7 @@ def optimized() -> Iterator[Topology]:
     """The optimized topology on a private Redis; analyses of 500+ elements in the pool."""
     with redis_server() as redis, \
             Topology(["compute", "logic", "gateway"], redis_url=redis.url, workers=2,
-                     pool_threshold=500, log_level="warning", cache_size="256MB") as topo:
+                     inline_budget_ms=0, log_level="warning", cache_size="256MB") as topo:
         yield topo
 
 
