@@ -1,7 +1,7 @@
 """The compute pool and the two-level cache, on a CPU-heavy graph analysis.
 
 The analysis: betweenness centrality (Brandes, O(V E) for an unweighted graph) of a seeded
-random DAG whose nodes + edges exceed POOL_THRESHOLD, so graph_runtime sends it to the pool.
+random DAG whose estimated cost exceeds INLINE_BUDGET_MS, so graph_runtime sends it to the pool.
 
 Every timed analysis asks a `top_k` never asked before: a new cache key, the same work.
 

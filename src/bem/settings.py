@@ -115,9 +115,9 @@ class Settings(BaseSettings):
     registry_ttl: float = Field(6.0, ge=1, description="replica heartbeat TTL, seconds")
     request_timeout: float = Field(30.0, gt=0, description="per-hop timeout of remote calls")
     task_timeout: float = Field(60.0, gt=0, description="time limit of one pool task, seconds")
-    pool_threshold: int = Field(
-        2000, ge=0, description="graph size (nodes + edges) from which analyses go to the pool"
-    )
+    inline_budget_ms: float = Field(
+        2.0, ge=0, description="estimated CPU time from which a job goes to the pool, ms "
+                               "(below it, it runs on the event loop; 0 = always the pool)")
     cache_ttl: int = Field(86_400, ge=1, description="TTL of cached results in Redis, seconds")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="debug | info | warning | error")

@@ -81,7 +81,7 @@ def test_failures_are_counted_not_hidden(optimized: Running) -> None:
 
 
 def test_pool_and_cache_levels_are_confirmed_by_the_servers(redis_url: str) -> None:
-    graph = poolcache.generated_graph(100, 1950)  # nodes + edges over POOL_THRESHOLD=2000
+    graph = poolcache.generated_graph(100, 1950)  # betweenness of 100 x 1950: over INLINE_BUDGET_MS
     replicas = poolcache.Replicas(redis_url, graph)
     try:
         runs = [replicas.pool_batch(workers, concurrent=2) for workers in (1, 2)]

@@ -285,11 +285,10 @@ def summarise(tally: Tally, book: EventBook, pushes: Counter[str],
 
 @contextlib.contextmanager
 def optimized(**env: Any) -> Iterator[Topology]:
-    """The optimized topology on a private Redis; analyses of 500+ elements in the pool."""
+    """The optimized topology on a private Redis, 2 pool workers per cluster."""
     with redis_server() as redis, \
             Topology(["compute", "logic", "gateway"], redis_url=redis.url, workers=2,
-                     pool_threshold=500, log_level="warning", cache_size=CACHE_SIZE,
-                     **env) as topo:
+                     log_level="warning", cache_size=CACHE_SIZE, **env) as topo:
         yield topo
 
 

@@ -62,10 +62,10 @@ def redis() -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="module")
 def platform(redis: RedisServer) -> Iterator[Topology]:
-    # Analyses of 100+ elements go to the pool (2 workers); small callback batches keep a
+    # Every analysis goes to the pool (2 workers); small callback batches keep a
     # backlog of events; a short registry TTL forgets a killed cluster quickly.
     with Topology(["compute", "logic", "gateway"], redis_url=redis.url, workers=2,
-                  pool_threshold=100, callback_batch_size=5, registry_ttl=2,
+                  inline_budget_ms=0, callback_batch_size=5, registry_ttl=2,
                   rate_limit_rps=1_000_000, rate_limit_burst=1_000_000) as topo:
         yield topo
 

@@ -57,7 +57,7 @@ def redis() -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="module")
 def replicas(redis: RedisServer) -> Iterator[dict[str, ClusterProcess]]:
-    with compute_replicas(redis.url, registry_ttl=2, workers=2, pool_threshold=100,
+    with compute_replicas(redis.url, registry_ttl=2, workers=2, inline_budget_ms=0,
                           rate_limit_rps=1_000_000, rate_limit_burst=1_000_000) as procs:
         yield procs
 

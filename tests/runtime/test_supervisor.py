@@ -16,7 +16,7 @@ import pytest
 from tests.support import ClusterProcess, base_env, metric_total, port_plan
 
 
-def big_graph(seed: int, n: int = 500, m: int = 2000) -> dict[str, object]:
+def big_graph(seed: int, n: int = 1500, m: int = 6000) -> dict[str, object]:
     rng = random.Random(seed)
     nodes = [{"id": f"n{i}"} for i in range(n)]
     edges = [{"source": f"n{rng.randrange(n)}", "target": f"n{rng.randrange(n)}",
@@ -30,7 +30,7 @@ def in_flight(metrics: str, service: str) -> float:
 
 async def test_sigterm_drains_in_flight_requests_then_exits_0() -> None:
     plan = port_plan()
-    env = base_env(plan, workers=2, pool_threshold=100, grace_period=120)
+    env = base_env(plan, workers=2, inline_budget_ms=0, grace_period=120)
     proc = ClusterProcess("graph_runtime", env, plan).start().wait_ready()
     url = proc.url("graph_runtime")
     try:
@@ -43,7 +43,7 @@ async def test_sigterm_drains_in_flight_requests_then_exits_0() -> None:
             proc.signal(signal.SIGTERM)
             answers = await asyncio.gather(*jobs)
         assert [a.status_code for a in answers] == [200] * 4
-        assert all(len(a.json()["results"]["betweenness"]) == 500 for a in answers)
+        assert all(len(a.json()["results"]["betweenness"]) == 1500 for a in answers)
         assert await asyncio.to_thread(proc.wait, 30) == 0
         with pytest.raises(httpx.ConnectError):
             async with httpx.AsyncClient() as http:
@@ -56,7 +56,7 @@ async def test_sigterm_drains_in_flight_requests_then_exits_0() -> None:
 async def test_sigterm_to_the_whole_process_group_still_drains() -> None:
     """Ctrl-C in a terminal signals every process of the group, pool workers included."""
     plan = port_plan()
-    env = base_env(plan, workers=1, pool_threshold=100, grace_period=120)
+    env = base_env(plan, workers=1, inline_budget_ms=0, grace_period=120)
     proc = ClusterProcess("graph_runtime", env, plan).start().wait_ready()
     try:
         async with httpx.AsyncClient(base_url=proc.url("graph_runtime"), timeout=60) as http:
@@ -74,12 +74,12 @@ async def test_sigterm_to_the_whole_process_group_still_drains() -> None:
 
 async def test_requests_cut_by_the_grace_period_get_503() -> None:
     plan = port_plan()
-    env = base_env(plan, workers=1, pool_threshold=100, grace_period=0)
+    env = base_env(plan, workers=1, inline_budget_ms=0, grace_period=0)
     proc = ClusterProcess("graph_runtime", env, plan).start().wait_ready()
     try:
         async with httpx.AsyncClient(base_url=proc.url("graph_runtime"), timeout=60) as http:
             job = asyncio.create_task(http.post("/analyze", json={
-                "graph": big_graph(0, n=800, m=4000), "metrics": ["betweenness"]}))
+                "graph": big_graph(0, n=2500, m=10000), "metrics": ["betweenness"]}))
             while in_flight((await http.get("/metrics")).text, "graph_runtime") < 2:
                 await asyncio.sleep(0.02)
             proc.signal(signal.SIGTERM)

@@ -40,6 +40,7 @@ log = logging.getLogger("bem.pool")
 
 BASE_PRELOAD = ("bem.runtime.pool", "numpy", "scipy.optimize", "scipy.sparse", "networkx")
 STILLBORN_SECONDS = 2.0
+WORKER_NICENESS = 10
 _BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
              "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
@@ -55,6 +56,9 @@ def _worker_main(conn: Connection, numpy_threads: int) -> None:
     # in-flight work.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Below the event loop's priority: a busy pool (rustworkx uses every core) must not take
+    # the CPU from the loop that serves every port; idle cores still go to the workers.
+    os.nice(WORKER_NICENESS)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(numpy_threads)

@@ -21,7 +21,7 @@ from bem import __version__
 from bem.runtime.bus import PulseBus
 from bem.runtime.cache import Cache
 from bem.runtime.client import ServiceClient
-from bem.runtime.metrics import SHARED, Metrics
+from bem.runtime.metrics import SHARED, Metrics, sample_loop_lag
 from bem.runtime.pool import ComputePool
 from bem.runtime.redis_link import RedisLink
 from bem.runtime.registry import Registry
@@ -61,6 +61,7 @@ class Runtime:
         self.stopping = False
         self._started_at = time.monotonic()
         self._pool_start: asyncio.Task[None] | None = None
+        self._lag_sampler: asyncio.Task[None] | None = None
 
     @property
     def uptime(self) -> float:
@@ -71,6 +72,7 @@ class Runtime:
         imports NumPy/SciPy while this process does the same); `pool_started()` waits."""
         self._pool_start = asyncio.create_task(self.pool.start(), name="pool-start")
         await asyncio.sleep(0)  # the task launches the forkserver before the imports below block
+        self._lag_sampler = asyncio.create_task(sample_loop_lag(self.metrics), name="loop-lag")
         for ctx in self.contexts.values():  # first request must not pay the import
             for module in ctx.spec.compute_modules:
                 importlib.import_module(module)
@@ -83,6 +85,8 @@ class Runtime:
     async def close(self) -> list[BaseException]:
         """Release everything in reverse order of start; returns the errors met."""
         errors: list[BaseException] = []
+        if self._lag_sampler is not None:
+            self._lag_sampler.cancel()
         if self._pool_start is not None and not self._pool_start.done():
             self._pool_start.cancel()
             await asyncio.gather(self._pool_start, return_exceptions=True)

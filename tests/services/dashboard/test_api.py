@@ -101,6 +101,8 @@ async def test_single_process_passes_with_metrics(sample: dict[str, Any]) -> Non
         gr = figures["services"]["graph_runtime"]
         assert gr["requests_per_s"] > 0 and gr["latency_p95_ms"] > 0
         assert figures["pool"]["workers"] == 1 and figures["window_s"] > 0
+        # the loop-lag sampler of this process has run (20 samples a second)
+        assert figures["loop_lag"]["max_ms"] is not None
 
 
 async def test_api_keys_guard_the_page_but_not_health() -> None:

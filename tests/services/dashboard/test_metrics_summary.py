@@ -100,3 +100,20 @@ def test_legacy_requests_total_and_per_minute() -> None:
                                    "total": 5.0, "per_min": 4.0}  # 2 in the last 30 s
     assert second["legacy"][1]["per_min"] == 0.0  # sfde's old client has gone quiet
     assert Metrics("logic").render().count(b"bem_legacy_requests_total{") == 0
+
+
+def test_loop_lag_p95_and_worst_over_the_window() -> None:
+    m = Metrics("single")
+    lag = m.loop_lag.labels(SHARED, "single")
+    for _ in range(99):
+        lag.observe(0.0004)
+    lag.observe(0.2)  # one stall: invisible in the p95, shown as the worst
+    figures = RateTracker().summarise("i", parse_totals(m.render().decode()), uptime=10.0)
+    assert figures["loop_lag"]["p95_ms"] <= 1.0
+    assert figures["loop_lag"]["max_ms"] == 250.0  # the bucket (0.1, 0.25] holds it
+    lag.observe(60.0)  # beyond the last bucket: its finite bound, never infinity
+    figures = RateTracker().summarise("i", parse_totals(m.render().decode()), uptime=10.0)
+    assert figures["loop_lag"]["max_ms"] == 10_000.0
+    empty = RateTracker().summarise("j", parse_totals(Metrics("x").render().decode()),
+                                    uptime=1.0)
+    assert empty["loop_lag"] == {"p95_ms": None, "max_ms": None}

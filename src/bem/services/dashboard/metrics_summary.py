@@ -14,6 +14,9 @@ the process start, whose age is the replica's reported uptime) to now.
     calls/s         = delta bem_service_calls_total / window, per transport (inprocess | http)
     legacy          = bem_legacy_requests_total per (service, old operation): the total since
                       the process started, and per minute over the window
+    loop lag p95    = histogram_quantile(0.95) over the delta of bem_event_loop_lag_seconds
+    loop lag max    = the upper bound of the highest bucket a lag sample fell in (a stall of
+                      one sample in the window shows here, not in the p95)
 
 Probe routes (/health*, /cluster-health*, /metrics) are left out of the request figures:
 the dashboard's own polling would otherwise be most of what it reports.
@@ -39,6 +42,7 @@ _GAUGES = {"bem_pool_workers": "pool_workers", "bem_pool_queue_depth": "pool_que
            "bem_redis_up": "redis_up", "bem_ws_connections": "ws_connections",
            "bem_event_lag": "event_lag", "bem_http_requests_in_flight": "in_flight"}
 _LATENCY = "bem_http_request_duration_seconds"
+_LOOP_LAG = "bem_event_loop_lag_seconds"
 
 Key = tuple[str, ...]
 
@@ -115,6 +119,8 @@ def totals_of(found: Iterable[tuple[str, dict[str, str], float]]) -> Totals:
             totals.add(("calls", labels["transport"]), value)
         elif name == "bem_legacy_requests_total":
             totals.add(("legacy", labels["service"], labels["operation"]), value)
+        elif name == _LOOP_LAG + "_bucket":
+            totals.add(("loop_lag", labels["le"]), value)
         elif name in _GAUGES:
             key = _GAUGES[name]
             totals.gauges[key] = totals.gauges.get(key, 0.0) + value
@@ -171,6 +177,7 @@ def summarise(now: Totals, base: dict[Key, float], window: float) -> dict[str, A
             "latency_mean_ms": _ms(total / count) if count else None,
             "latency_p95_ms": _ms(quantile(0.95, list(bounds.items()))),
         }
+    lag = sorted((float(k[1]), delta(k)) for k in now.counters if k[0] == "loop_lag")
     g = now.gauges
     return {
         "window_s": round(window, 1),
@@ -194,7 +201,17 @@ def summarise(now: Totals, base: dict[Key, float], window: float) -> dict[str, A
                     "per_min": round(delta(k) * 60 / window, 3)}
                    # a series at 0 (created before its first use) is no old client
                    for k in sorted(now.counters) if k[0] == "legacy" and now.counters[k]],
+        "loop_lag": {"p95_ms": _ms(quantile(0.95, lag)), "max_ms": _ms(_highest(lag))},
     }
+
+
+def _highest(buckets: list[tuple[float, float]]) -> float | None:
+    """The smallest bucket bound holding every sample (cumulative buckets); None if empty."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    total = buckets[-1][1]
+    bound = next(b for b, count in buckets if count >= total)
+    return max(b for b, _ in buckets if not math.isinf(b)) if math.isinf(bound) else bound
 
 
 class RateTracker:

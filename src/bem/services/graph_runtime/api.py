@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -10,8 +11,9 @@ from typing import Any
 from bem.data import sample_project
 from bem.errors import ServiceUnavailable, ValidationFailed
 from bem.models.graph import Graph
+from bem.runtime.cache import canonical
 from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
-from bem.services.graph_runtime import legacy
+from bem.services.graph_runtime import cost, legacy
 from bem.services.graph_runtime.layout import LayoutStore, Point, layout_key
 from bem.services.graph_runtime.models import (
     AnalyzeRequest,
@@ -22,9 +24,9 @@ from bem.services.graph_runtime.models import (
     Position,
     StoredGraph,
 )
-from bem.services.graph_runtime.store import GraphStore, graph_id_of
+from bem.services.graph_runtime.store import GraphStore, id_of_data
 
-COMPUTE = "bem.services.graph_runtime.compute"
+KERNELS = "bem.services.graph_runtime.kernels"
 
 service = ServiceSpec(
     name="graph_runtime",
@@ -38,7 +40,7 @@ service = ServiceSpec(
         "pool; every analysis is cached by (graph, metrics, options). A graph's layout (where "
         "its nodes are drawn) is kept beside it, mutable while the graph is not."),
     uses_pool=True,
-    compute_modules=(COMPUTE,),
+    compute_modules=(KERNELS,),
     legacy_operation="analyze",
     legacy_payloads=legacy.PAYLOADS,
 )
@@ -96,23 +98,20 @@ async def sample(ctx: Ctx) -> Graph:
 @service.operation("POST", "/analyze", idempotent=True, exclude_none=True)
 async def analyze(body: AnalyzeRequest, ctx: Ctx) -> AnalyzeResult:
     """Analyse a graph (inline or stored) for the requested metrics."""
-    from bem.services.graph_runtime import compute
-
     if body.graph is not None:
         body.graph.check_size(ctx.settings)
-        graph = body.graph.canonical()
-        gid = graph_id_of(graph)
+        data = canonical(body.graph.canonical())
+        gid = id_of_data(data)
+        nodes, edges = len(body.graph.nodes), len(body.graph.edges)
     else:
         gid = str(body.graph_id)
-        graph = await _store(ctx).get(gid)
+        data = await _store(ctx).get_raw(gid)
+        nodes, edges = cost.size_bound(data)  # parsing it here would block the loop
     metrics = sorted(set(body.metrics))
     options = body.options.model_dump()
-    size = len(graph["nodes"]) + len(graph["edges"])  # type: ignore[arg-type]
 
     async def run() -> dict[str, Any]:
-        return await ctx.runtime.pool.submit(  # type: ignore[no-any-return]
-            compute.analyze, graph, metrics, options,
-            size=size, threshold=ctx.settings.pool_threshold)
+        return await _run(ctx, gid, data, metrics, options, nodes, edges)
 
     results = await ctx.runtime.cache.memoize(
         "graph_runtime.analyze", {"graph": gid, "metrics": metrics, "options": options}, run)
@@ -158,3 +157,21 @@ async def set_layout(body: LayoutUpdate, ctx: Ctx) -> Layout:
             "type": "layout_updated", "graph_id": body.graph_id, "timestamp": time.time(),
             "positions": {n: {"x": x, "y": y} for n, (x, y) in moved.items()}})
     return layout
+
+
+async def _run(ctx: ServiceContext, gid: str, data: bytes, metrics: list[str],
+               options: dict[str, Any], nodes: int, edges: int) -> dict[str, Any]:
+    """Inline when the estimate is within INLINE_BUDGET_MS, else in the pool: one task per
+    group of `cost.plan`, so the heavy metrics of one analysis run on several workers."""
+    from bem.services.graph_runtime import kernels
+
+    pool = ctx.runtime.pool
+    budget = ctx.settings.inline_budget_ms / 1000
+    seconds = cost.estimate(metrics, nodes, edges)
+    groups = cost.plan(metrics, nodes, edges, pool.size) if seconds >= budget else [metrics]
+    parts = await asyncio.gather(*(
+        pool.submit(kernels.analyze_stored, gid, data, group, options,
+                    size=round(seconds * 1e6), threshold=round(budget * 1e6))
+        for group in groups))
+    merged = {k: v for part in parts for k, v in part.items()}
+    return {name: merged[name] for name in metrics}

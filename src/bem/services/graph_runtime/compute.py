@@ -36,10 +36,13 @@ def _by_id(values: dict[str, float], digits: int = 12) -> dict[str, float]:
 
 
 def _top(values: dict[str, float], top_k: int | None) -> dict[str, float]:
+    """All values by id, or the `top_k` highest. Ties are judged on the rounded values, so
+    two nodes equal but for the last bits of their floats still rank by id."""
     if not top_k:
         return _by_id(values)
-    best = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))[:top_k]
-    return {k: round(float(v), 12) for k, v in best}
+    rounded = _by_id(values)
+    best = sorted(rounded.items(), key=lambda kv: (-kv[1], kv[0]))[:top_k]
+    return dict(best)
 
 
 def find_cycle(g: nx.DiGraph) -> list[str] | None:

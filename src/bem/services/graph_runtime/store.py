@@ -8,12 +8,13 @@ Without Redis they live in this process, bounded by MAX_STORED_GRAPHS.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
 
 from bem.errors import InsufficientStorage, NotFound
-from bem.runtime.cache import LRUBytes, canonical, content_hash, exact
+from bem.runtime.cache import LRUBytes, canonical, exact
 from bem.runtime.redis_link import RedisLink
 
 KEY_PREFIX = "bem:graph:"
@@ -21,7 +22,12 @@ _LOCAL_COPIES_BYTES = 64 * 1024 * 1024  # Redis mode: recently used graphs kept 
 
 
 def graph_id_of(canonical_graph: dict[str, Any]) -> str:
-    return content_hash(canonical_graph)[:32]
+    return id_of_data(canonical(canonical_graph))
+
+
+def id_of_data(data: bytes) -> str:
+    """The id of a graph given as its canonical JSON."""
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 class GraphStore:
@@ -33,8 +39,8 @@ class GraphStore:
 
     async def put(self, canonical_graph: dict[str, Any]) -> tuple[str, bool]:
         """Store a graph; returns (graph_id, created)."""
-        gid = graph_id_of(canonical_graph)
         data = canonical(canonical_graph)
+        gid = id_of_data(data)
         if self.redis.configured:
             created = await self.redis.required(lambda r: r.set(KEY_PREFIX + gid, data, nx=True))
             self._recent.put(gid, data)
@@ -49,6 +55,10 @@ class GraphStore:
         return gid, True
 
     async def get(self, gid: str) -> dict[str, Any]:
+        return orjson.loads(await self.get_raw(gid))  # type: ignore[no-any-return]
+
+    async def get_raw(self, gid: str) -> bytes:
+        """A stored graph's canonical JSON, as stored (analyses parse it in a pool worker)."""
         data = self._local.get(gid) or self._recent.get(gid)
         if data is None and self.redis.configured:
             data = await self.redis.required(lambda r: r.get(KEY_PREFIX + gid))
@@ -56,7 +66,7 @@ class GraphStore:
                 self._recent.put(gid, data)
         if data is None:
             raise NotFound(f"graph_id: no stored graph {gid!r}", field="graph_id")
-        return orjson.loads(data)  # type: ignore[no-any-return]
+        return data
 
     def count_local(self) -> int:
         return len(self._local)

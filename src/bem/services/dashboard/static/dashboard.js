@@ -48,6 +48,10 @@
     });
   }
 
+  // p95 and worst of the loop's timer lateness in the window: what every request waited
+  const lag = (l) => (!l || l.p95_ms === null) ? "—" :
+    "p95 " + num(l.p95_ms, 1) + " ms, max ≤ " + num(l.max_ms, 0) + " ms";
+
   function figures(m) {
     if (!m) return null;
     const item = (label, value) => el("span", {}, label + " ", el("b", {}, value));
@@ -62,6 +66,7 @@
       item("Redis cache hit ratio", pct(m.cache.redis_hit_ratio)),
       item("calls", num(m.calls_per_s.inprocess, 2) + " in-process/s, " +
            num(m.calls_per_s.http, 2) + " http/s"),
+      item("event-loop lag", lag(m.loop_lag)),
       item("Redis", redis), item("WebSockets", m.ws_connections),
       item("window", num(m.window_s, 0) + " s"));
   }
