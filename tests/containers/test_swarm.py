@@ -33,7 +33,10 @@ def swarm(docker: Docker, images: Images) -> Iterator[dict[str, str]]:
                "--default-addr-pool-mask-length", "24")
     offline = dict(line.split("=", 1) for line in OFFLINE_ENV.read_text().splitlines()
                    if line and not line.startswith("#"))
-    env = offline | host_port_env() | UNLIMITED
+    # 2 + 2 replicas and a third during a start-first update on a 2-CPU node: the guide's
+    # reservations (1 and 0.5 CPU each) would leave tasks unplaced
+    env = offline | host_port_env() | UNLIMITED | {"COMPUTE_CPU_RESERVATION": "0.2",
+                                                   "LOGIC_CPU_RESERVATION": "0.2"}
     try:
         docker.run("stack", "deploy", "-c", str(REPO / "deploy" / "docker-stack.yml"),
                    "--resolve-image", "never", STACK, env=env)

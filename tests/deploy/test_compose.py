@@ -311,7 +311,7 @@ def test_every_image_can_be_the_offline_one(path: Path) -> None:
 def test_clusters_run_read_only_with_a_tmpfs_and_check_health_often(path: Path) -> None:
     for name, service in bem_services(load_yaml(path)["services"]).items():
         assert service["read_only"] is True and service["tmpfs"] == ["/tmp"], name
-        assert _seconds(service["healthcheck"]["interval"]) <= 3, name
+        assert _seconds(service["healthcheck"]["interval"]) <= 2, name
     redis = next(s for n, s in load_yaml(path)["services"].items() if n.startswith("redis"))
     assert _seconds(redis["healthcheck"]["interval"]) <= 1
     assert "--protected-mode" in redis["command"]  # Debian's redis refuses remote clients

@@ -95,7 +95,7 @@ def test_healthcheck_is_the_served_clusters_own_health(
     assert check.value == ("CMD", "bem-healthcheck")
     flags = dict(f.lstrip("-").split("=") for f in check.flags)
     assert image_health_timeout() < float(flags["timeout"].rstrip("s"))
-    assert float(flags["interval"].rstrip("s")) <= 5  # healthy soon after ready
+    assert float(flags["interval"].rstrip("s")) <= 2  # healthy soon after ready
     copy = only(stages[-1], "COPY")
     assert copy.value == ("deploy/image/bem-entrypoint", "deploy/image/bem-healthcheck",
                           "/opt/bem/bin/")

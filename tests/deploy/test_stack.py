@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.files import CLUSTER_SERVICE, DEPLOY, load_yaml, ports_of
+from tests.deploy.files import CLUSTER_SERVICE, DEPLOY, load_yaml, ports_of, resolved
 
 STACK = DEPLOY / "docker-stack.yml"
 ROLLED = ("compute-cluster", "logic-cluster")
@@ -33,7 +33,10 @@ def test_the_same_services_settings_and_checks_as_compose(stack: dict[str, Any],
         expected = {k: v for k, v in theirs["environment"].items() if k != "DATA_DIR"}
         assert mine["environment"] == expected, name
         assert mine["healthcheck"] == theirs["healthcheck"], name
-        assert mine["deploy"]["resources"] == theirs["deploy"]["resources"], name
+        resources = mine["deploy"]["resources"]
+        reserved = resources["reservations"]  # a variable: the scheduler places by it
+        reserved["cpus"] = resolved(reserved["cpus"])
+        assert resources == theirs["deploy"]["resources"], name
         assert mine["read_only"] is True and mine["init"] is True
     assert services["redis-cache"]["command"] == compose["redis-cache"]["command"]
 
