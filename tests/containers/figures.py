@@ -101,6 +101,8 @@ def _memory_table(f: dict[str, Any]) -> list[str]:
     lines.append(f"| **total** | **{total_l:,.0f}** | **total** | **{total_o:,.0f}** |")
     lines += ["", f"Legacy {total_l / 1024:.2f} GiB vs optimized {total_o / 1024:.2f} GiB "
               f"({1 - total_o / total_l:.0%} less; the guide: {GUIDE_BEFORE} before, "
-              f"{GUIDE_AFTER} after, 33-50 % less). Commands: "
-              f"`{f['memory_legacy']['command']}`, `{f['memory_optimized']['command']}`."]
+              f"{GUIDE_AFTER} after, 33-50 % less). Legacy: "
+              f"`{f['memory_legacy']['command']}`, {f['memory_legacy'].get('note', '')}. "
+              f"Optimized: `{f['memory_optimized']['command']}`, "
+              f"{f['memory_optimized'].get('note', '')}."]
     return lines

@@ -145,6 +145,7 @@ def legacy_memory(legacy: Stack, figures: Figures) -> None:
     assert failed <= 8, tally.failures
     figures.record("memory_legacy", legacy.stats(),
                    "docker stats --no-stream (legacy layout, after 400 requests)",
-                   note=f"{failed} of {tally.total()} warm-up requests failed: "
-                        f"{tally.failures[:1]}" if failed else None)
+                   note="the file's defaults: WORKERS=1 pool process per service" + (
+                       f"; {failed} of {tally.total()} warm-up requests failed: "
+                       f"{tally.failures[:1]}" if failed else ""))
     assert len(legacy.stats()) == 10

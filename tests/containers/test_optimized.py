@@ -141,7 +141,8 @@ async def test_memory_after_traffic(dev: Stack, figures: Figures) -> None:
     assert tally.total("failed") == 0, tally.failures
     stats = dev.stats()
     figures.record("memory_optimized", stats,
-                   "docker stats --no-stream (development profile, after 400 requests)")
+                   "docker stats --no-stream (development profile, after 400 requests)",
+                   note="the file's defaults: WORKERS=2 pool processes per cluster")
     assert set(stats) == {f"bem-{s}-1" for s in (*BEM_SERVICES, "redis-cache")}
 
 
