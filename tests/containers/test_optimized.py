@@ -73,8 +73,15 @@ def registered(stack: Stack, service: str) -> int:
 # --- the published ports ----------------------------------------------------------------------
 def test_the_gateway_answers_every_protocol(dev: Stack) -> None:
     gql = dev.url("GRAPHQL_HOST_PORT")
-    status, body = http_json(gql + "/graphql", {"query": "{ health { status } }"})
-    assert status == 200 and body["data"]["health"]["status"] in ("pass", "warn"), body
+
+    def platform_serving() -> bool:
+        status, body = http_json(gql + "/graphql", {"query": "{ health { status } }"})
+        assert status == 200, body
+        return body["data"]["health"]["status"] in ("pass", "warn")
+
+    # Right after `up --wait` on a loaded machine the platform-wide view has been seen
+    # `fail` for a moment (a process's report late for the dashboard's collector).
+    wait_for(platform_serving, 60, "GraphQL health pass or warn", every=1)
     status, body = http_json(gql + "/sfde/formulas/roi")  # REST routing to compute
     assert status == 200 and body["name"] == "roi"
     status, body = http_json(gql + "/functor_types/types")  # and to logic
@@ -219,18 +226,21 @@ async def test_compose_stop_completes_the_requests_in_flight(dev: Stack,
             service="graph_runtime") >= 4, 60, "3 analyses running")  # + this /metrics
         began = time.monotonic()
         running = sum(not job.done() for job in jobs)
-        stopped = await asyncio.to_thread(dev.compose, "stop", check=False, timeout=120)
+        stopped = await asyncio.to_thread(dev.compose, "--profile", "development", "stop",
+                                          check=False, timeout=120)
         seconds = time.monotonic() - began
         answers = await asyncio.gather(*jobs)
     assert running == 3, "the analyses ended before the stop: make them longer"
     codes = [a.status_code for a in answers]
     figures.record("compose_stop", f"exit {stopped.returncode} in {seconds:.1f} s",
-                   "docker compose -f deploy/docker-compose.optimized.yml stop",
+                   "docker compose -f deploy/docker-compose.optimized.yml --profile "
+                   "development stop",
                    note=f"{running} analyses in flight, answered {codes}; "
                         "stop_grace_period 30 s")
     assert stopped.returncode == 0, stopped.stderr.decode()
     assert seconds < 30
     assert codes == [200, 200, 200], [a.text[:300] for a in answers]
-    exits = {name: dev.docker.inspect(name)[0]["State"]["ExitCode"]
-             for service in BEM_SERVICES for name in dev.containers(service, stopped=True)}
-    assert set(exits.values()) == {0}, exits  # drained and exited by themselves
+    states = {name: (state["Status"], state["ExitCode"])
+              for service in BEM_SERVICES for name in dev.containers(service, stopped=True)
+              for state in [dev.docker.inspect(name)[0]["State"]]}
+    assert set(states.values()) == {("exited", 0)}, states  # drained, exited by themselves
