@@ -161,7 +161,7 @@ def _wait_ready(docker: Docker, daemon: subprocess.Popen[bytes], log: Path) -> N
 
 def _clean(docker: Docker) -> None:
     """Every container, volume and network of the suite's engine (its own data root: they
-    are all the suite's), and its swarm; images stay, as the cache."""
+    are all the suite's), and its swarm; tagged images and the build cache stay."""
     def quiet(*args: str) -> str:
         done = docker.run(*args, check=False, timeout=120)
         return done.stdout.decode().strip()
@@ -176,6 +176,7 @@ def _clean(docker: Docker) -> None:
     volumes = quiet("volume", "ls", "-q").split()
     if volumes:
         quiet("volume", "rm", "-f", *volumes)
+    quiet("image", "prune", "-f")  # the untagged images of earlier builds, not the cache
 
 
 def _stop(daemon: subprocess.Popen[bytes]) -> None:
