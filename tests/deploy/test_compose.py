@@ -31,6 +31,7 @@ from tests.deploy.files import (
     resolved,
     setting_names,
 )
+from tests.deploy.test_image import image_health_timeout
 
 OPTIMIZED = DEPLOY / "docker-compose.optimized.yml"
 LEGACY = DEPLOY / "docker-compose.legacy.yml"
@@ -197,10 +198,9 @@ def health_command(test: list[str] | str) -> list[str]:
 def test_every_healthcheck_runs_a_real_check(path: Path) -> None:
     for name, service in load_yaml(path)["services"].items():
         argv = health_command(service["healthcheck"]["test"])
-        if argv[0] == "bem":
-            args = build_parser().parse_args(argv[1:])
-            assert args.command == "health" and args.url is None, name  # own $NODE_ROLE
-            assert args.timeout < _seconds(service["healthcheck"]["timeout"])
+        if argv[0] == "bem-healthcheck":  # the image's own check (tests/deploy/test_image.py)
+            assert argv == ["bem-healthcheck"], name
+            assert image_health_timeout() < _seconds(service["healthcheck"]["timeout"])
         elif argv[0] == "redis-cli":
             assert argv[1:4] == ["ping", "|", "grep"] and "PONG" in argv, name
         else:
@@ -278,3 +278,61 @@ def test_docker_compose_resolves_each_profile(compose: tuple[list[str], dict[str
     services = run_compose(compose, "-f", str(OPTIMIZED), "--profile", profile, "config",
                            "--services").split()
     assert set(services) == PROFILES[profile]
+
+
+# --- building once, offline images, fast health (the container suite runs them) -------------
+@pytest.mark.parametrize("path", [OPTIMIZED, LEGACY], ids=lambda p: p.name)
+def test_one_service_builds_the_image_and_nothing_pulls_it(path: Path) -> None:
+    services = bem_services(load_yaml(path)["services"])
+    builders = [name for name, s in services.items() if "build" in s]
+    assert len(builders) == 1, builders  # compose would build the same image once each
+    assert all(s["pull_policy"] == "never" for s in services.values())  # no registry
+    args = services[builders[0]]["build"]["args"]
+    assert args == {"PYTHON_IMAGE": "${PYTHON_IMAGE:-python:3.11-slim}",
+                    "WHEELHOUSE": "${WHEELHOUSE:-}"}
+
+
+@pytest.mark.parametrize("path", [OPTIMIZED, LEGACY], ids=lambda p: p.name)
+def test_every_image_can_be_the_offline_one(path: Path) -> None:
+    offline = dict(line.split("=", 1) for line in
+                   (DEPLOY / "offline" / "offline.env").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    for name, service in load_yaml(path)["services"].items():
+        variable = re.fullmatch(r"\$\{([A-Z_]+):-[^}]+\}", service["image"])
+        assert variable, f"{name}: image {service['image']} is not a variable with a default"
+        if variable[1] not in ("BEM_IMAGE", "BEM_LEGACY_IMAGE", "GRAFANA_IMAGE"):
+            assert offline[variable[1]].startswith("bem-offline/"), name
+    built = re.findall(r"\[([a-z-]+)\]=\"", (DEPLOY / "offline" / "base-images.sh").read_text())
+    assert {f"bem-offline/{i}:bookworm" for i in built} >= {
+        v for k, v in offline.items() if k.endswith("_IMAGE")}
+
+
+@pytest.mark.parametrize("path", [OPTIMIZED, LEGACY], ids=lambda p: p.name)
+def test_clusters_run_read_only_with_a_tmpfs_and_check_health_often(path: Path) -> None:
+    for name, service in bem_services(load_yaml(path)["services"]).items():
+        assert service["read_only"] is True and service["tmpfs"] == ["/tmp"], name
+        assert _seconds(service["healthcheck"]["interval"]) <= 2, name
+    redis = next(s for n, s in load_yaml(path)["services"].items() if n.startswith("redis"))
+    assert _seconds(redis["healthcheck"]["interval"]) <= 1
+    assert "--protected-mode" in redis["command"]  # Debian's redis refuses remote clients
+
+
+@pytest.mark.parametrize("path", [OPTIMIZED, LEGACY], ids=lambda p: p.name)
+def test_nothing_waits_for_a_dependency_to_turn_healthy(path: Path) -> None:
+    """A `service_healthy` hop costs a health probe on every `up`; the gateway answers 503
+    until a replica registers, a cluster without Redis yet starts degraded."""
+    services = load_yaml(path)["services"]
+    for name, service in services.items():
+        for dep, condition in service.get("depends_on", {}).items():
+            assert condition == {"condition": "service_started"}, (name, dep)
+    if path == OPTIMIZED:
+        assert set(services["api-gateway"]["depends_on"]) == set(SCALABLE)
+        for cluster in SCALABLE:  # Redis's container still starts first
+            assert set(services[cluster]["depends_on"]) == {"redis-cache"}
+
+
+def test_node_exporter_binds_root_without_propagation(optimized: dict[str, Any]) -> None:
+    """`propagation: rslave` fails where the host's / is a private mount."""
+    [root] = [v for v in optimized["node-exporter"]["volumes"]
+              if isinstance(v, dict) and v["source"] == "/"]
+    assert root["read_only"] is True and "bind" not in root

@@ -1,20 +1,26 @@
-"""deploy/Dockerfile, read with Docker's own parser, and the wheel its build stage makes.
+"""deploy/Dockerfile, read with Docker's own parser, the image's two scripts, and the wheel
+its build stage makes.
 
-Without an engine the image cannot be built here; what can be checked is checked: the
-instructions (stages, user, HEALTHCHECK, ENTRYPOINT), that every file the build copies is in
-the repository and not excluded from the build context, and - by building the bem wheel
-offline from exactly those files, as the build stage does - that the wheel carries every
-file the package reads and the `bem` command.
+tests/containers builds and runs the image under a real engine; these checks need none: the
+instructions (stages, user, HEALTHCHECK, ENTRYPOINT), the entry point's health URL for each
+way of choosing the cluster, that every file the build copies is in the repository and not
+excluded from the build context, and - by building the bem wheel offline from exactly
+those files, as the build stage does - that the wheel carries every file the package reads
+and the `bem` command.
 """
 
 from __future__ import annotations
 
+import importlib.machinery
+import os
 import re
 import subprocess
 import sys
 import tomllib
+import types
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import dockerfile
 import pytest
@@ -25,6 +31,7 @@ from tests.deploy.files import DEPLOY, DESIGN_PORTS, REPO
 
 DOCKERFILE = DEPLOY / "Dockerfile"
 IGNORE = DEPLOY / "Dockerfile.dockerignore"  # BuildKit: <Dockerfile>.dockerignore
+IMAGE = DEPLOY / "image"  # the image's entry point and healthcheck scripts
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +52,24 @@ def only(stage: list[dockerfile.Command], cmd: str) -> dockerfile.Command:
     return found[0]
 
 
-def test_multi_stage_on_slim_python_311(stages: list[list[dockerfile.Command]]) -> None:
+def test_no_syntax_line_and_a_python_image_chosen_by_build_arg(
+        stages: list[list[dockerfile.Command]]) -> None:
+    # `# syntax=` makes BuildKit fetch its frontend from a registry: offline builds fail
+    assert not DOCKERFILE.read_text().lstrip().startswith("# syntax")
+    assert "syntax=" not in DOCKERFILE.read_text().split("\n", 1)[0]
     assert len(stages) == 2
-    args = {c.value[0].split("=")[0]: c.value[0].split("=")[1]
-            for c in dockerfile.parse_file(str(DOCKERFILE)) if c.cmd == "ARG"}
-    assert args["PYTHON_VERSION"] == "3.11"
+    args = {c.value[0].split("=")[0]: c.value[0].split("=", 1)[1]
+            for c in dockerfile.parse_file(str(DOCKERFILE))
+            if c.cmd == "ARG" and "=" in c.value[0]}
+    assert args["PYTHON_IMAGE"] == "python:3.11-slim"
     for stage in stages:
-        assert stage[0].value[0] == "python:${PYTHON_VERSION}-slim"
+        assert stage[0].value[0] == "${PYTHON_IMAGE}"
     build, runtime = stages
-    assert any(c.cmd == "RUN" and "pip wheel" in c.value[0] for c in build)
-    install = only(runtime, "RUN")
+    assert any(c.cmd == "ARG" and c.value[0] == "WHEELHOUSE=" for c in build)
+    wheel = next(c for c in build if c.cmd == "RUN")
+    assert "pip wheel --wheel-dir /wheels" in wheel.value[0]
+    assert '--no-index --find-links "/context/$WHEELHOUSE"' in wheel.value[0]
+    install = next(c for c in runtime if c.cmd == "RUN")
     assert "--mount=type=bind,from=build,source=/wheels" in install.flags[0]
     assert "--no-index --find-links=/wheels bem" in install.value[0]
 
@@ -66,21 +81,36 @@ def test_runtime_runs_as_a_non_root_user(stages: list[list[dockerfile.Command]])
     assert f"--uid {uid}" in only(stages[-1], "RUN").value[0]
 
 
-def test_healthcheck_is_the_clusters_own_health(stages: list[list[dockerfile.Command]]) -> None:
+def image_health_timeout() -> float:
+    """bem-healthcheck's own request timeout, read from the script."""
+    found = re.search(r"^TIMEOUT = ([0-9.]+)", (IMAGE / "bem-healthcheck").read_text(), re.M)
+    assert found, "bem-healthcheck sets TIMEOUT"
+    return float(found[1])
+
+
+def test_healthcheck_is_the_served_clusters_own_health(
+        stages: list[list[dockerfile.Command]]) -> None:
     check = only(stages[-1], "HEALTHCHECK")
     assert check.json, "exec form: no shell needed in the container"
-    kind, *argv = check.value
-    assert kind == "CMD" and argv[0] == "bem"
-    args = build_parser().parse_args(argv[1:])
-    assert args.command == "health" and args.url is None  # the ports of $NODE_ROLE
+    assert check.value == ("CMD", "bem-healthcheck")
     flags = dict(f.lstrip("-").split("=") for f in check.flags)
-    assert args.timeout < float(flags["timeout"].rstrip("s"))
+    assert image_health_timeout() < float(flags["timeout"].rstrip("s"))
+    assert float(flags["interval"].rstrip("s")) <= 2  # healthy soon after ready
+    copy = only(stages[-1], "COPY")
+    assert copy.value == ("deploy/image/bem-entrypoint", "deploy/image/bem-healthcheck",
+                          "/opt/bem/bin/")
+    for script in ("bem-entrypoint", "bem-healthcheck"):
+        assert os.access(IMAGE / script, os.X_OK), f"{script} is not executable"
+    # the standard library only: the check must not pay for bem's imports
+    imports = re.findall(r"^(?:from|import) (\w+)", (IMAGE / "bem-healthcheck").read_text(),
+                         re.M)
+    assert set(imports) <= {"http", "json", "sys", "urllib"}, imports
 
 
 def test_entrypoint_serves_the_cluster_by_argument_or_node_role(
         stages: list[list[dockerfile.Command]]) -> None:
     entry = only(stages[-1], "ENTRYPOINT")
-    assert entry.json and entry.value == ("bem", "serve")
+    assert entry.json and entry.value == ("bem-entrypoint",)
     assert not [c for c in stages[-1] if c.cmd == "CMD"]  # no argument: $NODE_ROLE decides
     assert build_parser().parse_args(["serve"]).target is None
     env = {}
@@ -88,8 +118,42 @@ def test_entrypoint_serves_the_cluster_by_argument_or_node_role(
         env.update(zip(command.value[::2], command.value[1::2], strict=True))
     assert env["NODE_ROLE"] in SERVE_TARGETS
     assert env["DATA_DIR"] == "/data"
-    exposed = {int(p) for c in stages[-1] if c.cmd == "EXPOSE" for p in c.value}
-    assert exposed == set(DESIGN_PORTS.values())
+    assert env["PATH"].startswith("/opt/bem/bin:")
+
+
+def test_no_port_is_exposed_by_the_one_image_of_every_cluster(
+        stages: list[list[dockerfile.Command]]) -> None:
+    assert not [c for c in stages[-1] if c.cmd == "EXPOSE"]  # compose/k8s declare them
+
+
+def entrypoint_module(monkeypatch: pytest.MonkeyPatch, target: Path) -> Any:
+    loader = importlib.machinery.SourceFileLoader("bem_entrypoint",
+                                                  str(IMAGE / "bem-entrypoint"))
+    module = types.ModuleType(loader.name)
+    loader.exec_module(module)
+    monkeypatch.setattr(module, "HEALTH_URL_FILE", target)
+    return module
+
+
+@pytest.mark.parametrize("argv, node_role, port", [
+    (["logic"], "single", DESIGN_PORTS["functor_types"]),  # the argument wins (defect 5)
+    ([], "gateway", DESIGN_PORTS["graphql"]),
+    (["compute"], "compute", DESIGN_PORTS["dag_alpha"]),
+])
+def test_the_entrypoint_tells_the_healthcheck_which_cluster_it_serves(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, argv: list[str], node_role: str,
+        port: int) -> None:
+    monkeypatch.setenv("NODE_ROLE", node_role)
+    url_file = tmp_path / "bem-health-url"
+    entrypoint_module(monkeypatch, url_file).record_health_url(argv)
+    assert url_file.read_text() == f"http://127.0.0.1:{port}\n"
+
+
+def test_the_entrypoint_leaves_a_bad_cluster_to_bem_serve(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    url_file = tmp_path / "bem-health-url"
+    entrypoint_module(monkeypatch, url_file).record_health_url(["nonsense"])
+    assert not url_file.exists()  # `bem serve nonsense` says what to choose
 
 
 def test_the_bem_command_is_a_console_script() -> None:

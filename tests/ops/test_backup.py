@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +23,10 @@ import redis as redis_py
 from bem.cli import main
 from bem.ops.archive import MANIFEST, REDIS_MEMBER
 from bem.ops.redis_data import KeyDump
-from tests.support import RedisServer, free_port, redis_server
+from tests.support import RedisServer, free_port
 
 STREAM = b"bem:events:stream"  # the callback engine's layout (its redislog module)
 CACHE_TTL_MS = 3_600_000
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    with redis_server() as srv:
-        yield srv
-
-
-@pytest.fixture
-def client(server: RedisServer) -> Iterator[redis_py.Redis]:
-    r = redis_py.Redis.from_url(server.url)
-    r.flushall()
-    yield r
-    r.flushall()
-    r.close()
 
 
 def populate(r: redis_py.Redis) -> None:

@@ -21,6 +21,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,9 +29,12 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
+import redis
 
 from bem import __version__
+from bem.ops.data_files import StagedFiles
 from bem.ops.redis_data import (
+    EXCLUDED_PREFIXES,
     BackupError,
     KeyDump,
     Progress,
@@ -134,7 +138,7 @@ def _manifest(redis_url: str | None, data: Path | None, summary: Summary) -> dic
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "redis": None if not redis_url else {
             "source": redact(redis_url), "keys": summary.keys, "types": dict(summary.types),
-            "excluded": ["bem:registry:*"]},
+            "excluded": [p.decode() + "*" for p in EXCLUDED_PREFIXES]},
         "data": None if data is None else {
             "source": str(data), "files": summary.files, "bytes": summary.bytes},
     }
@@ -187,25 +191,96 @@ def restore(source: str, *, redis_url: str | None, data_dir: str | None,
             progress: Progress = _quiet) -> Summary:
     """Put an archive back: every key (REPLACE, with its recorded TTL) and every data file.
 
-    Keys and files that are not in the archive are left as they are.
+    All or nothing. The whole archive is read and checked before anything is written: the
+    manifest, every key record (spooled to a temporary file), every data member (staged in
+    a directory inside the data directory), the counts against the manifest, Redis reached,
+    the data directory's contents not in the way. Then the keys go in (all or none, see
+    restore_keys) and the files are moved into place. Keys and files that are not in the
+    archive are left as they are.
     """
     summary = Summary()
-    with _input(source) as stream:
+    with _input(source) as stream, \
+            tempfile.TemporaryFile(prefix="bem-restore-keys-") as keys:
+        staged, manifest, client = _read_archive(source, stream, keys, redis_url, data_dir,
+                                                 summary)
         try:
-            with tarfile.open(fileobj=stream, mode="r|gz") as tar:
-                manifest = _read_manifest(tar, source)
-                _check_targets(manifest, redis_url, data_dir)
-                while (member := tar.next()) is not None:  # iterating would restart
-                    _restore_member(tar, member, redis_url, data_dir, summary, progress)
-        except (tarfile.TarError, EOFError, OSError) as exc:
+            _check_counts(source, manifest, summary)
+            if staged is not None:
+                staged.check_targets()
+            progress(f"archive checked: {summary.describe_keys()}, {summary.files} data "
+                     f"files; writing")
+            if client is not None:
+                _write_keys(client, keys, redis_url or "", summary, progress)
+            if staged is not None:
+                staged.commit()
+                progress(f"data {data_dir}: {summary.files} files, {_size(summary.bytes)} "
+                         f"restored")
+        finally:
+            if staged is not None:
+                staged.discard()
+            if client is not None:
+                client.close()
+    return summary
+
+
+def _read_archive(source: str, stream: IO[bytes], keys: IO[bytes], redis_url: str | None,
+                  data_dir: str | None, summary: Summary
+                  ) -> tuple[StagedFiles | None, dict[str, Any], redis.Redis | None]:
+    """Read every member: key records checked into `keys`, data members staged."""
+    staged: StagedFiles | None = None
+    client: redis.Redis | None = None
+    try:
+        with tarfile.open(fileobj=stream, mode="r|gz") as tar:
+            manifest = _read_manifest(tar, source)
+            _check_targets(manifest, redis_url, data_dir)
+            if manifest.get("redis"):
+                client = connect(redis_url or "")  # unreachable: fail before reading on
+            if manifest.get("data"):
+                staged = StagedFiles(Path(data_dir or ""))
+            while (member := tar.next()) is not None:  # iterating would restart
+                _read_member(tar, member, keys, staged, summary)
+    except BaseException as exc:
+        if staged is not None:
+            staged.discard()
+        if client is not None:
+            client.close()
+        if isinstance(exc, tarfile.TarError | EOFError | OSError | zlib.error):
             raise BackupError(f"{source}: not a readable backup archive ({exc})") from None
-    if data_dir and manifest.get("data"):
-        progress(f"data {data_dir}: {summary.files} files, {_size(summary.bytes)} restored")
+        raise
+    return staged, manifest, client
+
+
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, keys: IO[bytes],
+                 staged: StagedFiles | None, summary: Summary) -> None:
+    if member.name == REDIS_MEMBER:
+        lines = tar.extractfile(member)
+        assert lines is not None
+        for line in lines:
+            dump = KeyDump.from_line(line)  # a corrupt record fails here, before any write
+            summary.keys += 1
+            summary.types[dump.type] += 1
+            keys.write(line)
+    elif member.name.startswith(DATA_PREFIX) and staged is not None:
+        if member.name.rstrip("/") != DATA_PREFIX.rstrip("/"):
+            staged.add(tar, member, member.name[len(DATA_PREFIX):])
+        summary.files, summary.bytes = staged.files, staged.bytes
+    else:
+        raise BackupError(f"unexpected member {member.name!r} in the archive")
+
+
+def _check_counts(source: str, manifest: dict[str, Any], summary: Summary) -> None:
     expected = (manifest.get("redis") or {}).get("keys", 0)
     if summary.keys != expected:
         raise BackupError(f"{source}: the manifest lists {expected} keys but the archive "
                           f"held {summary.keys}; the archive is incomplete")
-    return summary
+
+
+def _write_keys(client: redis.Redis, keys: IO[bytes], url: str, summary: Summary,
+                progress: Progress) -> None:
+    progress(f"redis {redact(url)}: restoring keys (REPLACE, original TTLs)")
+    keys.seek(0)
+    restore_keys(client, (KeyDump.from_line(line) for line in keys), progress)
+    progress(f"redis: {summary.describe_keys()} restored")
 
 
 @contextlib.contextmanager
@@ -231,68 +306,21 @@ def _read_manifest(tar: tarfile.TarFile, source: str) -> dict[str, Any]:
         manifest = orjson.loads(extracted.read())
     except orjson.JSONDecodeError as exc:
         raise BackupError(f"{source}: unreadable {MANIFEST}: {exc}") from None
-    if manifest.get("format") != FORMAT:
-        raise BackupError(f"{source}: not a bem backup (format {manifest.get('format')!r})")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else manifest
+        raise BackupError(f"{source}: not a bem backup (format {found!r})")
     if manifest.get("version") != VERSION:
         raise BackupError(f"{source}: backup format version {manifest.get('version')} is not "
                           f"supported by bem {__version__} (expects {VERSION})")
-    return manifest  # type: ignore[no-any-return]
+    return manifest
 
 
 def _check_targets(manifest: dict[str, Any], redis_url: str | None,
                    data_dir: str | None) -> None:
-    """Refuse before writing anything when the archive holds data with nowhere to go."""
+    """Refuse before reading on when the archive holds data with nowhere to go."""
     if manifest.get("redis") and not redis_url:
         raise BackupError(f"the backup holds {manifest['redis']['keys']} Redis keys but no "
                           f"Redis is set: pass --redis-url or set REDIS_URL")
     if manifest.get("data") and not data_dir:
         raise BackupError(f"the backup holds {manifest['data']['files']} data files but no "
                           f"data directory is set: pass --data-dir or set DATA_DIR")
-
-
-def _restore_member(tar: tarfile.TarFile, member: tarfile.TarInfo, redis_url: str | None,
-                    data_dir: str | None, summary: Summary, progress: Progress) -> None:
-    if member.name == REDIS_MEMBER:
-        assert redis_url is not None  # _check_targets
-        _restore_redis(tar, member, redis_url, summary, progress)
-    elif member.name.startswith(DATA_PREFIX):
-        assert data_dir is not None  # _check_targets
-        _restore_file(tar, member, Path(data_dir))
-        summary.files += int(member.isfile())
-        summary.bytes += member.size if member.isfile() else 0
-    else:
-        raise BackupError(f"unexpected member {member.name!r} in the archive")
-
-
-def _restore_redis(tar: tarfile.TarFile, member: tarfile.TarInfo, url: str,
-                   summary: Summary, progress: Progress) -> None:
-    lines = tar.extractfile(member)
-    assert lines is not None
-    client = connect(url)
-    progress(f"redis {redact(url)}: restoring keys (REPLACE, original TTLs)")
-
-    def counted() -> Iterator[KeyDump]:
-        for line in lines:
-            dump = KeyDump.from_line(line)
-            summary.types[dump.type] += 1
-            yield dump
-
-    try:
-        summary.keys = restore_keys(client, counted(), progress)
-    finally:
-        client.close()
-    progress(f"redis: {summary.describe_keys()} restored")
-
-
-def _restore_file(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path) -> None:
-    relative = member.name[len(DATA_PREFIX):]
-    if not relative:
-        return
-    root.mkdir(parents=True, exist_ok=True)
-    # The "data" filter refuses absolute paths, `..` and links leading out of root.
-    try:
-        tar.extract(member.replace(name=relative, deep=False), root, filter="data")
-    except tarfile.FilterError as exc:
-        raise BackupError(f"refusing archive member {member.name!r}: {exc}") from None
-    except OSError as exc:
-        raise BackupError(f"cannot write {root / relative}: {exc.strerror or exc}") from None

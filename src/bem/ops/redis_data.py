@@ -10,6 +10,7 @@ RDB version: a Redis older than the one that made the backup refuses it
 from __future__ import annotations
 
 import base64
+import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -18,9 +19,13 @@ import orjson
 import redis
 from redis.exceptions import RedisError, ResponseError
 
+# A restore writes each key under this prefix first, then renames it into place; a restore
+# that dies in between leaves its staged keys to expire after STAGING_TTL_MS at most.
+STAGING_PREFIX = b"bem:restoring:"
+STAGING_TTL_MS = 3_600_000
 # Replica heartbeats describe the processes of one deployment; restored elsewhere they would
-# point the balancer at addresses that do not exist.
-EXCLUDED_PREFIXES = (b"bem:registry:",)
+# point the balancer at addresses that do not exist. Staged keys are a restore under way.
+EXCLUDED_PREFIXES = (b"bem:registry:", STAGING_PREFIX)
 BATCH = 1000  # keys per SCAN page and per MULTI of TYPE/PTTL/DUMP or pipeline of RESTOREs
 
 Progress = Callable[[str], None]
@@ -119,35 +124,76 @@ def _dump_batch(client: redis.Redis, keys: list[bytes]) -> Iterator[KeyDump]:
 
 def restore_keys(client: redis.Redis, dumps: Iterable[KeyDump],
                  progress: Progress | None = None) -> int:
-    """RESTORE every key (replacing what is there) with its recorded TTL; returns the count."""
-    count = 0
-    batch: list[KeyDump] = []
-    for dump in dumps:
-        batch.append(dump)
-        if len(batch) >= BATCH:
-            count += _restore_batch(client, batch)
-            batch = []
-            if progress:
-                progress(f"{count} keys restored")
-    if batch:
-        count += _restore_batch(client, batch)
-    return count
+    """RESTORE every key with its recorded TTL, replacing what is there, all or none.
+
+    Each key is restored under a staging name first, so a payload Redis refuses (a newer
+    RDB version, a bad checksum) or a write that fails (out of memory) leaves the real keys
+    untouched: the staged ones are deleted and the error raised. Then one MULTI/EXEC renames
+    every staged key into place, atomically for every other client. Returns the count.
+    """
+    prefix = STAGING_PREFIX + secrets.token_hex(8).encode() + b":"
+    staged: list[tuple[bytes, KeyDump]] = []
+    try:
+        batch: list[KeyDump] = []
+        for dump in dumps:
+            batch.append(dump)
+            if len(batch) >= BATCH:
+                staged += _stage_batch(client, prefix, batch)
+                batch = []
+                if progress:
+                    progress(f"{len(staged)} keys staged")
+        if batch:
+            staged += _stage_batch(client, prefix, batch)
+        _rename_into_place(client, staged)
+    except BaseException:
+        _drop_staged(client, [name for name, _dump in staged])
+        raise
+    return len(staged)
 
 
-def _restore_batch(client: redis.Redis, batch: list[KeyDump]) -> int:
+def _stage_batch(client: redis.Redis, prefix: bytes,
+                 batch: list[KeyDump]) -> list[tuple[bytes, KeyDump]]:
     pipe = client.pipeline(transaction=False)
-    for dump in batch:
-        pipe.restore(dump.key, dump.pttl, dump.payload, replace=True)
+    names = [prefix + dump.key for dump in batch]
+    for name, dump in zip(names, batch, strict=True):
+        pipe.restore(name, dump.pttl or STAGING_TTL_MS, dump.payload, replace=True)
     try:
         results = pipe.execute(raise_on_error=False)
     except RedisError as exc:
         raise BackupError(f"writing Redis failed: {exc}") from None
+    done = [(name, dump) for name, dump, result in zip(names, batch, results, strict=True)
+            if not isinstance(result, Exception)]
     for dump, result in zip(batch, results, strict=True):
-        if isinstance(result, ResponseError):
-            raise BackupError(_restore_failure(dump, result))
         if isinstance(result, Exception):
+            _drop_staged(client, [name for name, _dump in done])
+            if isinstance(result, ResponseError):
+                raise BackupError(_restore_failure(dump, result))
             raise BackupError(f"writing Redis failed at key {dump.key!r}: {result}")
-    return len(batch)
+    return done
+
+
+def _rename_into_place(client: redis.Redis, staged: list[tuple[bytes, KeyDump]]) -> None:
+    pipe = client.pipeline(transaction=True)
+    for name, dump in staged:
+        pipe.rename(name, dump.key)
+        if not dump.pttl:
+            pipe.persist(dump.key)  # staged with STAGING_TTL_MS; it had no expiry
+    try:
+        results = pipe.execute(raise_on_error=False)
+    except RedisError as exc:
+        raise BackupError(f"writing Redis failed: {exc}") from None
+    # A staged key can only be missing if its own (short) TTL ran out meanwhile.
+    failed = [r for r in results if isinstance(r, Exception) and "no such key" not in str(r)]
+    if failed:
+        raise BackupError(f"writing Redis failed: {failed[0]}")
+
+
+def _drop_staged(client: redis.Redis, names: list[bytes]) -> None:
+    for start in range(0, len(names), BATCH):
+        try:
+            client.delete(*names[start:start + BATCH])
+        except RedisError:
+            return  # they expire by themselves (STAGING_TTL_MS at most)
 
 
 def _restore_failure(dump: KeyDump, error: ResponseError) -> str:

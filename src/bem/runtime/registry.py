@@ -6,6 +6,11 @@ dies disappears when its key expires. Without Redis (or before anything register
 are at static addresses: BACKEND_<CLUSTER>_URL (scheme and host) plus the service's port,
 defaulting to BACKEND_HOST.
 
+A static address whose host is a name is used only if the name resolves within
+STATIC_RESOLVE_TIMEOUT: with no replica left, Docker's DNS forwards a service name it no
+longer knows to the host's resolvers, and a request would wait on them (10 s seen) instead
+of getting its 503 at once.
+
 The balancer does round-robin over the replicas that are not ejected; a replica that fails
 at the transport level is ejected for a while (passive health checking) and tried again
 afterwards.
@@ -14,8 +19,10 @@ afterwards.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import logging
+import socket
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -24,6 +31,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from bem.clusters import CLUSTER_OF
+from bem.errors import ServiceUnavailable
 from bem.runtime.redis_link import RedisLink
 from bem.settings import Settings
 
@@ -32,6 +40,8 @@ log = logging.getLogger("bem.registry")
 KEY_PREFIX = "bem:registry:"
 LOOKUP_TTL = 1.0  # seconds a registry lookup is reused
 EJECT_SECONDS = 5.0
+STATIC_RESOLVE_TIMEOUT = 1.0  # seconds a request waits for a static address's name
+RESOLVE_TTL = 5.0  # seconds an answer about a name is kept
 
 
 def static_url(settings: Settings, service: str) -> str:
@@ -55,6 +65,9 @@ class Registry:
         self._entries: dict[str, bytes] = {}
         self._heartbeat: asyncio.Task[None] | None = None
         self._lookups: dict[str, tuple[float, list[str]]] = {}
+        # host -> (until, None if it resolves else why not); one lookup of a host at a time
+        self._names: dict[str, tuple[float, str | None]] = {}
+        self._resolving: dict[str, asyncio.Task[str | None]] = {}
 
     def _key(self, service: str) -> str:
         return f"{KEY_PREFIX}{service}:{self.instance_id}"
@@ -108,9 +121,13 @@ class Registry:
         return await self.redis.optional(scan, [])
 
     async def urls(self, service: str) -> list[str]:
-        """URLs of the live replicas of a service (static address when none registered)."""
+        """URLs of the live replicas of a service (static address when none registered).
+
+        Raises ServiceUnavailable when there is none: nothing registered and the static
+        address's name does not resolve.
+        """
         if not self.redis.configured:
-            return [static_url(self.settings, service)]
+            return [await self._static(service)]
         now = time.monotonic()
         cached = self._lookups.get(service)
         if cached and now - cached[0] < LOOKUP_TTL:
@@ -118,9 +135,55 @@ class Registry:
         found = sorted({e["url"] for e in await self.entries(f"{service}:*")})
         if not found and not self.redis.up and cached:
             found = cached[1]  # Redis is down: keep using the last known replicas
-        urls = found or [static_url(self.settings, service)]
+        urls = found or [await self._static(service)]
         self._lookups[service] = (now, urls)
         return urls
+
+    async def _static(self, service: str) -> str:
+        url = static_url(self.settings, service)
+        host = urlsplit(url).hostname or ""
+        why = None if _is_address(host) else await self._unresolved(host)
+        if why is not None:
+            raise ServiceUnavailable(
+                f"no replica of {service} is registered and its static address {url} does "
+                f"not resolve ({why})", headers={"Retry-After": "1"})
+        return url
+
+    async def _unresolved(self, host: str) -> str | None:
+        """None if `host` resolves, else why not; waits STATIC_RESOLVE_TIMEOUT at most (a
+        slow lookup goes on in the background and its answer replaces this one)."""
+        known = self._names.get(host)
+        if known and known[0] > time.monotonic():
+            return known[1]
+        task = self._resolving.get(host)
+        if task is None:
+            task = self._resolving[host] = asyncio.get_running_loop().create_task(
+                self._resolve(host))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), STATIC_RESOLVE_TIMEOUT)
+        except TimeoutError:
+            why = f"no DNS answer within {STATIC_RESOLVE_TIMEOUT:g} s"
+            self._names[host] = (time.monotonic() + RESOLVE_TTL, why)
+            return why
+
+    async def _resolve(self, host: str) -> str | None:
+        why: str | None = None
+        try:
+            await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except OSError as exc:  # socket.gaierror: no such name, no DNS server
+            why = str(exc)
+        finally:
+            self._resolving.pop(host, None)
+        self._names[host] = (time.monotonic() + RESOLVE_TTL, why)
+        return why
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class Balancer:
