@@ -90,7 +90,7 @@ def metric_total(text: str, name: str, **labels: str) -> float:
 class RedisServer:
     """A private redis-server on a free port, with a data dir for persistence tests."""
 
-    def __init__(self, *, appendonly: bool = True) -> None:
+    def __init__(self, *, appendonly: bool = True, args: Sequence[str] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
@@ -98,6 +98,7 @@ class RedisServer:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="bem-redis-")
         self.appendonly = appendonly
+        self.args = tuple(args)  # more redis-server options, e.g. ("--requirepass", "x")
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -108,7 +109,8 @@ class RedisServer:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", self.dir, "--save", "", "--daemonize", "no",
                 "--appendonly", "yes" if self.appendonly else "no",
-                "--appendfsync", "always", "--logfile", os.path.join(self.dir, "redis.log")]
+                "--appendfsync", "always", "--logfile", os.path.join(self.dir, "redis.log"),
+                *self.args]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
@@ -116,7 +118,7 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
                     s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
+                    if s.recv(16).startswith((b"+PONG", b"-NOAUTH")):  # -NOAUTH: a password
                         return
             except OSError:
                 time.sleep(0.02)

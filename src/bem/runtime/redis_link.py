@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bem.errors import ServiceUnavailable
@@ -25,6 +26,11 @@ log = logging.getLogger("bem.redis")
 T = TypeVar("T")
 OUTAGE_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError,
                  asyncio.TimeoutError)
+# What a probe (PING) may meet besides an outage: a Redis that answers but refuses this
+# client (NOAUTH or WRONGPASS: REDIS_URL's password; DENIED: protected mode; LOADING: still
+# reading its data). The process serves degraded and says why, as for an outage, and the
+# probe goes on: an operator who fixes Redis needs no restart of the clusters.
+PROBE_ERRORS = (*OUTAGE_ERRORS, ResponseError)
 PROBE_INTERVAL = 0.5
 
 
@@ -73,7 +79,7 @@ class RedisLink:
             return
         try:
             await self.client.ping()
-        except OUTAGE_ERRORS as exc:
+        except PROBE_ERRORS as exc:
             self._mark_down(exc)
         else:
             self._mark_up()
@@ -155,7 +161,7 @@ class RedisLink:
             try:
                 await self.client.ping()
                 raise_if_cancelled()
-            except OUTAGE_ERRORS as exc:
+            except PROBE_ERRORS as exc:
                 raise_if_cancelled()
                 self.last_error = f"{type(exc).__name__}: {exc}"[:200]
             else:
