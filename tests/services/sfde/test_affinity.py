@@ -8,6 +8,8 @@ parameters (frontend/agent_console_graphql.html: volume_cm3, area_m2, length_mm)
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -92,6 +94,18 @@ def test_what_is_missing_is_named() -> None:
                             "length_m or length_mm"]}
     assert affinity.plan("cost", inputs({}, V01)).missing == {
         "material_cost": ["unit_price"], "labour_cost": ["hours", "rate"]}
+
+
+def test_the_gateway_never_imports_the_planning() -> None:
+    """The gateway calls POST /affinity through the service client: loading sfde's spec
+    (to call it) and the old GraphQL resolvers loads neither this module nor NumPy."""
+    code = ("import sys; from bem.services import spec; import bem.services.graphql.legacy; "
+            "spec('sfde').get('evaluate_affinity'); "
+            "print(sorted(m for m in ('bem.services.sfde.affinity', 'numpy') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 # --- POST /affinity -------------------------------------------------------------------------

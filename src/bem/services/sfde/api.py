@@ -7,8 +7,9 @@ a worker and back would cost. The heaviest, `irr_annuity`, iterates about ten ti
 `POST /affinity` plans in plain Python (~25 us per component and type): beyond
 INLINE_BUDGET_MS it runs in the pool of the process, when it has one.
 
-The catalogue (NumPy) is imported when an operation runs, or when a process hosting sfde
-starts (`compute_modules`), never by a process that merely calls sfde remotely.
+The catalogue (NumPy) and the affinity planning are imported when an operation runs, or
+when a process hosting sfde starts (`compute_modules`), never by a process that merely
+calls sfde remotely (the gateway).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from fastapi import FastAPI
 
 from bem.errors import NotFound, PayloadTooLarge
 from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
-from bem.services.sfde import affinity, legacy
+from bem.services.sfde import legacy
 from bem.services.sfde.models import (
     AffinityRequest,
     AffinityResult,
@@ -33,6 +34,7 @@ from bem.services.sfde.models import (
 
 FORMULAS = "bem.services.sfde.formulas"
 EXPRESSIONS = "bem.services.sfde.expressions"
+AFFINITY = "bem.services.sfde.affinity"
 
 service = ServiceSpec(
     name="sfde",
@@ -47,7 +49,7 @@ service = ServiceSpec(
         "bounded in length, size, depth and exponent growth. And the old platform's affinity "
         "types (structural, cost, ...: its design domains), each a recipe of formulas fed "
         "by a component's quantities (`POST /affinity`). See docs/formulas.md."),
-    compute_modules=(FORMULAS, EXPRESSIONS),
+    compute_modules=(FORMULAS, EXPRESSIONS, AFFINITY),
     legacy_operation="evaluate",
     legacy_payloads=legacy.PAYLOADS,
 )
@@ -74,6 +76,8 @@ def _document_formulas(app: FastAPI, _ctx: ServiceContext) -> None:
 @service.setup
 def _document_affinity(app: FastAPI, _ctx: ServiceContext) -> None:
     """List what each affinity type evaluates, and the quantities' names (/docs)."""
+    from bem.services.sfde import affinity
+
     lines = [app.description, "", "## Affinity types (`POST /affinity`)", ""]
     for kind, steps in affinity.RECIPES.items():
         lines.append(f"- **{kind}**: " + "; ".join(
@@ -137,7 +141,9 @@ async def evaluate_affinity(body: AffinityRequest, ctx: Ctx) -> AffinityResult:
     for the `params` answered. A value out of a formula's bounds is a 422 naming the
     field it came from.
     """
-    return await affinity.run(body, ctx)
+    from bem.services.sfde.affinity import run
+
+    return await run(body, ctx)
 
 
 @service.operation("POST", "/expressions", idempotent=True)

@@ -29,7 +29,6 @@ from bem.errors import ValidationFailed
 from bem.models.legacy import OldComponents
 from bem.runtime.legacy import readdress
 from bem.runtime.service import OldPayload, ServiceContext, validation_failed
-from bem.services.sfde import affinity
 from bem.services.sfde.models import AffinityRequest, AffinityResult, AffinityType
 
 DEFAULT_TYPES = ("structural", "cost", "energy")  # what the old sfde assumed without any
@@ -66,8 +65,10 @@ Rename = Callable[[str], str]
 async def _evaluate(ctx: ServiceContext, payload: dict[str, Any], rename: Rename
                     ) -> AffinityResult:
     """What POST /affinity answers for the translated body; its errors in the old names."""
+    from bem.services.sfde.affinity import run  # not in processes that only call sfde
+
     try:
-        return await affinity.run(AffinityRequest.model_validate(payload), ctx)
+        return await run(AffinityRequest.model_validate(payload), ctx)
     except PydanticValidationError as exc:
         raise readdress(validation_failed(exc.errors()), rename) from None
     except ValidationFailed as exc:
@@ -76,11 +77,13 @@ async def _evaluate(ctx: ServiceContext, payload: dict[str, Any], rename: Rename
 
 def _calculation(result: AffinityResult | None, kind: str) -> dict[str, Any]:
     """The old `calculations.<kind>`: its rows over every component."""
+    from bem.services.sfde.affinity import RECIPES
+
     answers = [(c.component_id, c.affinity[kind]) for c in (result.results if result else ())
                if kind in c.affinity]
     done = [{"component_id": cid, "formula": name, "inputs": f.params, "outputs": f.outputs}
             for cid, a in answers for name, f in a.formulas.items()]
-    calc = {"formulas": [s.formula for s in affinity.RECIPES[kind]], "results": done,
+    calc = {"formulas": [s.formula for s in RECIPES[kind]], "results": done,
             "not_executed": [{"component_id": cid, "formula": name, "missing": missing}
                              for cid, a in answers for name, missing in a.missing.items()],
             "formulas_executed": len(done)}
