@@ -42,9 +42,11 @@ class SfdeRequest(BaseModel):
     component_id: str | None = Field(None, max_length=128)
     affinity_type: AffinityType
     input_parameters: dict[str, Any] = Field(
-        default_factory=dict, description="numbers by name: formula parameters (w, "
-                                          "unit_price, U...) or quantities (volume_cm3, "
-                                          "length_mm, area_m2...); see POST /affinity")
+        default_factory=dict, description="formula parameters (w, unit_price, U...) or "
+                                          "quantities (volume_cm3, length_mm, area_m2...) "
+                                          "by name, read as the component's attributes of "
+                                          "POST /affinity: a value read must be a number, "
+                                          "the others (centroid, bbox) are ignored")
     formula_context: dict[str, Any] = Field(default_factory=dict, description="not used")
 
 
