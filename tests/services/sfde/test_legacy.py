@@ -1,5 +1,6 @@
-"""sfde's old /process payloads evaluate catalogue formulas per affinity type for real: each
-value equals POST /evaluate's for the same inputs, and a bad one is a 422 naming its field.
+"""sfde's old /process payloads are POST /affinity in the old shape: each row equals POST
+/affinity's (and so POST /evaluate's) for the same inputs, and a bad one is a 422 naming its
+old field.
 
 Bodies: neon/json_transformer.py transform_for_sfde_engine (bem/compat/cases/
 process_bodies.json), frontend/graphql_server.py execute_data_affinity and analyze_component.
@@ -15,6 +16,7 @@ import pytest
 import pytest_asyncio
 
 from bem.compat.cases.process import NODE_COMPONENT, affinity_request, bodies
+from bem.services.sfde.affinity import G
 from tests.support import make_settings, run_cluster, url_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -33,45 +35,44 @@ async def process(http: httpx.AsyncClient, data: Any, status: int = 200) -> dict
     return r.json()  # type: ignore[no-any-return]
 
 
-async def evaluate(http: httpx.AsyncClient, formula: str, params: dict[str, float]
-                   ) -> dict[str, float]:
-    r = await http.post("/evaluate", json={"formula": formula, "params": params})
+async def affinity(http: httpx.AsyncClient, kinds: list[str], attributes: dict[str, Any]
+                   ) -> dict[str, Any]:
+    """POST /affinity for one component."""
+    r = await http.post("/affinity", json={"requests": [
+        {"affinity_types": kinds, "attributes": attributes}]})
     assert r.status_code == 200, r.text
-    return r.json()["outputs"]  # type: ignore[no-any-return]
+    return r.json()["results"][0]["affinity"]  # type: ignore[no-any-return]
 
 
-def rows(results: dict[str, Any], affinity: str) -> dict[str, dict[str, Any]]:
-    return {r["formula"]: r for r in results["calculations"][affinity]["results"]}
+def rows(results: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {r["formula"]: r for r in results["calculations"][kind]["results"]}
 
 
 async def test_formulas_run_when_their_inputs_are_given(sfde: httpx.AsyncClient) -> None:
-    data = affinity_request("V01", ["structural", "cost", "time"], {
-        "w": 12.5, "length_mm": 6000.0, "width_mm": 200.0, "height_mm": 450.0,
-        "quantity": 8.0, "unit_price": 140.0, "waste": 0.05, "hours": 30.0, "rate": 55.0,
-        "optimistic": 4.0, "most_likely": 6.0, "pessimistic": 11.0})
-    answer = await process(sfde, data)
+    given = {"w": 12.5, "length_mm": 6000.0, "quantity": 8.0, "unit_price": 140.0,
+             "waste": 0.05, "hours": 30.0, "rate": 55.0, "optimistic": 4.0,
+             "most_likely": 6.0, "pessimistic": 11.0}
+    answer = await process(sfde, affinity_request("V01", ["structural", "cost", "time"], given))
     assert answer["status"] == "success"
     results = answer["results"]
-    structural = rows(results, "structural")
-    assert set(structural) == {"simple_beam_udl", "rectangular_section"}
-    assert structural["simple_beam_udl"]["inputs"] == {"w": 12.5, "L": 6.0}  # mm -> m
-    assert structural["simple_beam_udl"]["outputs"] == await evaluate(
-        sfde, "simple_beam_udl", {"w": 12.5, "L": 6.0})
-    assert structural["rectangular_section"]["outputs"] == await evaluate(
-        sfde, "rectangular_section", {"b": 200.0, "h": 450.0})
-    missing = {r["formula"]: r["missing"] for r in
-               results["calculations"]["structural"]["not_executed"]}
-    assert missing["euler_buckling"] == ["E", "I"] and missing["lrfd_combinations"] == ["D"]
+    new = await affinity(sfde, ["structural", "cost", "time"], given)
+    for kind in ("structural", "cost", "time"):
+        assert {name: (r["inputs"], r["outputs"]) for name, r in rows(results, kind).items()} \
+            == {name: (f["params"], f["outputs"])
+                for name, f in new[kind]["formulas"].items()}, kind
+    structural = results["calculations"]["structural"]
+    assert structural["formulas"] == ["lrfd_combinations", "simple_beam_udl"]
+    assert rows(results, "structural")["simple_beam_udl"]["inputs"] == {"w": 12.5, "L": 6.0}
+    assert structural["not_executed"] == [{  # no density: no self weight for the dead load
+        "component_id": "V01", "formula": "lrfd_combinations",
+        "missing": ["density or component_density", "volume_m3 or volume_cm3"]}]
     cost = rows(results, "cost")
-    material = await evaluate(sfde, "material_cost",
-                              {"quantity": 8.0, "unit_price": 140.0, "waste": 0.05})
-    labour = await evaluate(sfde, "labour_cost", {"hours": 30.0, "rate": 55.0})
-    assert cost["material_cost"]["outputs"] == material
-    assert cost["labour_cost"]["outputs"] == labour
-    assert results["calculations"]["cost"]["total_cost"] == material["cost"] + labour["cost"]
-    assert rows(results, "time")["pert_duration"]["outputs"] == await evaluate(
-        sfde, "pert_duration", {"optimistic": 4.0, "most_likely": 6.0, "pessimistic": 11.0})
-    assert results["formulas_executed"] == 5 == sum(
+    assert cost["material_cost"]["outputs"]["cost"] == pytest.approx(8.0 * 140.0 * 1.05)
+    assert results["calculations"]["cost"]["total_cost"] == new["cost"]["cost"] == \
+        pytest.approx(8.0 * 140.0 * 1.05 + 30.0 * 55.0)
+    assert rows(results, "time")["pert_duration"]["outputs"]["expected"] == pytest.approx(
+        (4.0 + 4 * 6.0 + 11.0) / 6)
+    assert results["formulas_executed"] == 4 == sum(
         c["formulas_executed"] for c in results["calculations"].values())
 
 
@@ -79,16 +80,30 @@ async def test_the_orchestrators_request_computes_what_its_components_carry(
         sfde: httpx.AsyncClient) -> None:
     old = bodies()["pipeline"]["sfde"]  # 3 components x structural, cost, energy
     results = (await process(sfde, old))["results"]
-    sections = results["calculations"]["structural"]["results"]
-    assert [r["component_id"] for r in sections] == ["comp_001", "comp_002", "comp_003"]
-    for row, request in zip(sections, old["sfde_requests"][::3], strict=True):
-        given = request["input_parameters"]
-        assert row["formula"] == "rectangular_section"
-        assert row["outputs"] == await evaluate(sfde, "rectangular_section", {
-            "b": given["width_mm"], "h": given["height_mm"]})
-    assert results["calculations"]["cost"]["total_cost"] is None  # no prices were sent
-    assert results["calculations"]["energy"]["results"] == []
-    assert results["formulas_executed"] == 3
+    # The database components have dimensions but neither density nor prices: nothing can
+    # be computed, and each type says what to send.
+    assert results["formulas_executed"] == 0
+    structural = results["calculations"]["structural"]["not_executed"]
+    assert [(r["component_id"], r["formula"]) for r in structural] == [
+        (c, f) for c in ("comp_001", "comp_002", "comp_003")
+        for f in ("lrfd_combinations", "simple_beam_udl")]
+    assert structural[0]["missing"] == ["density or component_density"]
+    cost = results["calculations"]["cost"]
+    assert cost["total_cost"] is None
+    assert cost["not_executed"][0]["missing"] == ["unit_price"]
+    # ... and with a density and a price, the same components are computed.
+    for request in old["sfde_requests"]:
+        request["input_parameters"].update(density=7850.0, unit_price=900.0)
+    priced = (await process(sfde, old))["results"]
+    comp_001 = old["sfde_requests"][0]["input_parameters"]  # 5000 x 300 x 400 mm, 0.6 m3
+    beam = priced["calculations"]["structural"]["results"][1]
+    assert (beam["component_id"], beam["formula"]) == ("comp_001", "simple_beam_udl")
+    self_weight = 7850.0 * 0.6 * G / 1000
+    assert beam["inputs"] == pytest.approx({"w": self_weight / 5.0, "L": 5.0})
+    assert comp_001["volume_cm3"] == 600000
+    volumes = [0.6, 0.8, 0.45]
+    assert priced["calculations"]["cost"]["total_cost"] == pytest.approx(
+        sum(v * 900.0 for v in volumes))
 
 
 async def test_old_components_are_requests_per_affinity_type(sfde: httpx.AsyncClient) -> None:
@@ -97,16 +112,31 @@ async def test_old_components_are_requests_per_affinity_type(sfde: httpx.AsyncCl
     priced = {"id": "P1", "quantity": 2.0, "unit_price": 50.0}
     results = (await process(sfde, {"components": [priced], "affinity_types": ["cost"]})
                )["results"]
-    cost = await evaluate(sfde, "material_cost", {"quantity": 2.0, "unit_price": 50.0})
-    assert results["calculations"]["cost"]["total_cost"] == cost["cost"] == 100.0
+    assert results["calculations"]["cost"]["total_cost"] == 100.0
     default = (await process(sfde, {"components": [priced]}))["results"]
     assert default["affinity_types"] == ["structural", "cost", "energy"]  # the old default
+    # the old GraphQL node's nested dimensions are its attributes: its prism, by hand
+    spatial = (await process(sfde, {"components": [{**NODE_COMPONENT, "density": 7850.0}],
+                                    "affinity_types": ["spatial"]}))["results"]
+    prism = rows(spatial, "spatial")["prism_geometry"]
+    assert prism["outputs"]["volume"] == pytest.approx(5.0 * 0.3 * 0.4)
+
+
+async def test_the_old_spatial_lists_are_accepted_and_not_read(
+        sfde: httpx.AsyncClient) -> None:
+    # neon/json_transformer.py _extract_sfde_parameters, affinity type "spatial"
+    spatial = {"centroid": [1200.0, 800.0, 0.0], "bbox": [5000.0, 300.0, 400.0]}
+    results = (await process(sfde, affinity_request("comp_001", ["spatial"], spatial))
+               )["results"]
+    (skipped,) = results["calculations"]["spatial"]["not_executed"]
+    assert skipped["missing"] == ["length_m or length_mm", "width_m or width_mm",
+                                  "height_m or height_mm", "density or component_density"]
 
 
 @pytest.mark.parametrize(("data", "field", "needle"), [
     ({"sfde_requests": [{"affinity_type": "magic"}]}, "data.sfde_requests[0].affinity_type",
      "known: structural, cost"),
-    ({"sfde_requests": [], "affinity_types": ["cost", "luck"]}, "data.affinity_types",
+    ({"sfde_requests": [], "affinity_types": ["cost", "luck"]}, "data.affinity_types[1]",
      "unknown affinity type 'luck'"),
     ({"sfde_requests": [{"affinity_type": "structural", "input_parameters": {"w": -1, "L": 3}}]},
      "data.sfde_requests[0].input_parameters.w", "below the minimum 0"),
@@ -130,6 +160,11 @@ async def test_old_components_are_requests_per_affinity_type(sfde: httpx.AsyncCl
      "data.components[0].w", "must be a finite number"),
     ({"components": [{"id": "A"}], "affinity_types": ["spatial", "astral"]},
      "data.affinity_types[1]", "unknown affinity type 'astral'"),
+    ({"sfde_requests": [{"affinity_type": "cost"}] * 501}, "data.sfde_requests",
+     "at most 500 items"),
+    ({"components": [{"id": "A", "component_density": 20000.0, "volume_m3": 10.0,
+                      "length_m": 0.1}], "affinity_types": ["structural"]},
+     "data.components[0].component_density", "self_weight_per_length("),
 ])
 async def test_bad_old_payloads_are_422_naming_the_field(
         sfde: httpx.AsyncClient, data: dict[str, Any], field: str, needle: str) -> None:

@@ -4,10 +4,11 @@ The old server (Cideation/Endpoint frontend/graphql_server.py) read a database, 
 old containers and answered placeholders where it had nothing; here every old operation is
 answered by the services through the service client, like every other field: graphs from
 graph_runtime (the sample project, or a stored graph as `projectId`), scores from dag_alpha,
-formulas from sfde, pulses from the callback engine and the pulse bus, positions from the
-layout graph_runtime keeps beside each graph. Each use of an old operation is counted in
-`bem_legacy_requests_total{service="graphql", operation=<old field>}`, so an operator sees
-when the last old client is gone. The field-by-field mapping is in docs/migration.md.
+affinity types from sfde (POST /affinity), pulses from the callback engine and the pulse
+bus, positions from the layout graph_runtime keeps beside each graph. Each use of an old
+operation is counted in `bem_legacy_requests_total{service="graphql", operation=<old
+field>}`, so an operator sees when the last old client is gone. The field-by-field mapping
+is in docs/migration.md.
 """
 
 from __future__ import annotations
@@ -20,15 +21,14 @@ from typing import Annotated, Any
 
 import orjson
 import strawberry
-from graphql import GraphQLError
 from strawberry.types import Info
 
 from bem.errors import NotFound
 from bem.services.callback_engine.models import MAX_RECENT
-from bem.services.graphql import affinity
 from bem.services.graphql.calls import argument_error, call, call_json, service_context
 from bem.services.graphql.legacy_types import (
     ACTIVE,
+    AFFINITY_KINDS,
     PHASES,
     AffinityAnalysis,
     AffinityConfiguration,
@@ -166,66 +166,39 @@ async def recent_events(info: Info, limit: int) -> list[dict[str, Any]]:
     return answer["events"]  # type: ignore[no-any-return]
 
 
-# --- affinity analysis (sfde) --------------------------------------------------------------
-async def _catalogue(info: Info) -> dict[str, dict[str, float | None]]:
-    """formula -> parameter -> default (None = required), from sfde's catalogue."""
-    answer = await call_json(info, "sfde", "list_formulas")
-    return {f["name"]: {p["name"]: p["default"] for p in f["parameters"]}
-            for f in answer["formulas"]}
+# --- affinity analysis (sfde POST /affinity) ----------------------------------------------
+async def affinity_of(info: Info, node: Node, kinds: list[str], parameters: Any,
+                      arguments: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """sfde's evaluation of each affinity type for `node`: the request's `parameters`
+    over the node's attributes. `arguments` names the GraphQL argument behind each field
+    of the sfde request, for its errors."""
+    request = {"component_id": node.id, "affinity_types": kinds, "attributes": node.attrs}
+    if parameters is not None:
+        request["parameters"] = parameters
+    answer = await call_json(info, "sfde", "evaluate_affinity", {"requests": [request]},
+                             arguments={f"requests[0].{k}": v for k, v in arguments.items()})
+    return answer["results"][0]["affinity"]  # type: ignore[no-any-return]
 
 
-async def _evaluate(info: Info, plans: dict[str, affinity.Plan], argument: str
-                    ) -> dict[tuple[str, bytes], dict[str, Any]]:
-    """Every evaluation of the plans, each distinct one once, concurrently."""
-    wanted = {(formula, orjson.dumps(params, option=orjson.OPT_SORT_KEYS)): params
-              for p in plans.values() for formula, params in p.evaluations}
-
-    async def one(formula: str, params: dict[str, float]) -> dict[str, Any]:
-        answer = await call_json(info, "sfde", "evaluate", {"formula": formula,
-                                                            "params": params})
-        return answer["outputs"]  # type: ignore[no-any-return]
-
-    try:
-        outputs = await asyncio.gather(*(one(f, p) for (f, _), p in wanted.items()))
-    except GraphQLError as exc:
-        status = (exc.extensions or {}).get("status")
-        if not isinstance(status, int) or status >= 500:
-            raise
-        # sfde refused a value the client sent (out of a parameter's bounds): say where it
-        # came from.
-        raise argument_error(argument, f"sfde refused it: {exc.message}") from None
-    return dict(zip(wanted, outputs, strict=True))
-
-
-def _result(kind: str, component: str, p: affinity.Plan,
-            outputs: dict[tuple[str, bytes], dict[str, Any]]) -> DataAffinityResult:
-    formulas = {}
-    for formula, params in p.evaluations:
-        key = (formula, orjson.dumps(params, option=orjson.OPT_SORT_KEYS))
-        formulas[formula] = {"params": params, "outputs": outputs[key]}
-    return DataAffinityResult(affinity_type=kind,
-                              calculation_results={"formulas": formulas, "missing": p.missing},
-                              execution_status=affinity.status_of(p),
-                              formulas_executed=len(p.evaluations), component_id=component)
+def _result(kind: str, component: str, evaluation: dict[str, Any]) -> DataAffinityResult:
+    return DataAffinityResult(affinity_type=kind, calculation_results=evaluation,
+                              execution_status=evaluation["status"],
+                              formulas_executed=evaluation["formulas_executed"],
+                              component_id=component)
 
 
 def _affinity_types(kinds: list[str]) -> list[str]:
+    """The requested types, each once; only those AffinityAnalysis has a field for."""
+    known = ", ".join(AFFINITY_KINDS)
     if not kinds:
-        raise argument_error("request.affinityTypes", f"give at least one of "
-                                                      f"{', '.join(affinity.AFFINITY_TYPES)}")
+        raise argument_error("request.affinityTypes", f"give at least one of {known}")
     for i, kind in enumerate(kinds):
-        if kind not in affinity.RECIPES:
-            raise argument_error(f"request.affinityTypes[{i}]", f"{kind!r} is none of "
-                                                                f"{', '.join(affinity.RECIPES)}")
+        if kind not in AFFINITY_KINDS:
+            raise argument_error(f"request.affinityTypes[{i}]", f"{kind!r} is none of {known} "
+                                                                f"(the old AffinityAnalysis "
+                                                                f"fields; sfde POST /affinity "
+                                                                f"evaluates every type)")
     return list(dict.fromkeys(kinds))
-
-
-def _parameters(parameters: Any, argument: str) -> dict[str, float]:
-    try:
-        return affinity.numbers(parameters)
-    except affinity.BadParameter as exc:
-        raise argument_error(f"{argument}.{exc.name}" if exc.name else argument,
-                             str(exc)) from None
 
 
 # --- the old root fields -------------------------------------------------------------------
@@ -248,17 +221,15 @@ class LegacyQuery:
     async def analyze_component(self, info: Info, node_id: str, parameters: JSON | None = None,
                                 graph_id: strawberry.ID | None = None) -> ComponentAnalysis:
         count(info, "analyzeComponent")
-        given = _parameters(parameters, "parameters")
         graph = await fetch_graph(info, str(graph_id) if graph_id else None, "graphId")
         node = node_of(graph, node_id, "nodeId")
-        run, catalogue = await asyncio.gather(
-            call_json(info, "dag_alpha", "run", _graph_source(graph)), _catalogue(info))
+        run, by_type = await asyncio.gather(
+            call_json(info, "dag_alpha", "run", _graph_source(graph)),
+            affinity_of(info, node, ["cost"], parameters,
+                              {"parameters": "parameters", "attributes": "nodeId"}))
         scores = run["nodes"].get(node_id, {})
-        cost = affinity.plan("cost", given, node.attrs, catalogue)
-        outputs = await _evaluate(info, {"cost": cost}, "parameters")
-        costs = [o["cost"] for o in outputs.values() if "cost" in o]
         return ComponentAnalysis(structural_score=scores.get("score"),
-                                 cost_estimate=sum(costs) if costs else None,
+                                 cost_estimate=by_type["cost"]["cost"],
                                  energy_efficiency=None,
                                  manufacturing_feasibility=scores.get("own_score"))
 
@@ -278,7 +249,7 @@ class LegacyQuery:
             functor_types=[FunctorAffinityType(name=t["name"], data_affinity=t["description"],
                                                included_functors=t["functors"])
                            for t in answer["types"]],
-            available_affinity_types=list(affinity.AFFINITY_TYPES))
+            available_affinity_types=list(AFFINITY_KINDS))
 
 
 @strawberry.type
@@ -297,22 +268,22 @@ class LegacyMutation:
             f"positions.{id}.y": "position.y"})
         return f"Updated position for node {id}"
 
-    @strawberry.mutation(deprecation_reason="use evaluate (one sfde formula per call)",
+    @strawberry.mutation(deprecation_reason="use evaluate (one sfde formula per call) or "
+                                            "POST /sfde/affinity (every type at once)",
                          description="Evaluate the sfde formulas of each affinity type for a "
                                      "component (see AffinityRequest.parameters).")
     async def execute_data_affinity(self, info: Info, request: AffinityRequest
                                     ) -> AffinityAnalysis:
         count(info, "executeDataAffinity")
         kinds = _affinity_types(request.affinity_types)
-        given = _parameters(request.parameters, "request.parameters")
-        graph, catalogue = await asyncio.gather(
-            fetch_graph(info, str(request.graph_id) if request.graph_id else None,
-                        "request.graphId"), _catalogue(info))
+        graph = await fetch_graph(info, str(request.graph_id) if request.graph_id else None,
+                                  "request.graphId")
         node = node_of(graph, request.component_id, "request.componentId")
-        plans = {k: affinity.plan(k, given, node.attrs, catalogue) for k in kinds}
-        outputs = await _evaluate(info, plans, "request.parameters")
-        return AffinityAnalysis(**{f"{k}_affinity": _result(k, node.id, p, outputs)
-                                   for k, p in plans.items()})
+        by_type = await affinity_of(info, node, kinds, request.parameters, {
+            "parameters": "request.parameters", "attributes": "request.componentId",
+            "affinity_types": "request.affinityTypes"})
+        return AffinityAnalysis(**{f"{k}_affinity": _result(k, node.id, by_type[k])
+                                   for k in kinds})
 
     @strawberry.mutation(deprecation_reason="use submitEvents (with your idempotency key)",
                          description="Submit a pulse entering the graph at sourceNode; the "

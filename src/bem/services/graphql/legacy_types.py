@@ -101,8 +101,9 @@ class PulseEvent:
 class DataAffinityResult:
     affinity_type: str
     calculation_results: JSON = strawberry.field(
-        description="`formulas`: per sfde formula its params and outputs; `missing`: per "
-                    "formula not evaluated, the parameters to send")
+        description="sfde POST /affinity's answer for the type: `formulas`: per formula "
+                    "its params, their sources and its outputs; `missing`: per formula not "
+                    "evaluated, what to send; `status`, `formulas_executed`, `cost`")
     execution_status: str = strawberry.field(description="completed | partial | "
                                                          "missing_parameters")
     formulas_executed: int
@@ -187,6 +188,12 @@ class AffinityRequest:
                                   "length_mm, ...)")
     graph_id: strawberry.ID | None = strawberry.field(
         default=None, description="a stored graph; null = the sample project")
+
+
+# The affinity types executeDataAffinity answers: the old AffinityAnalysis's fields (sfde
+# evaluates these and more: POST /affinity).
+AFFINITY_KINDS = tuple(name.removesuffix("_affinity")
+                       for name in AffinityAnalysis.__annotations__)
 
 
 # --- derivations ---------------------------------------------------------------------------

@@ -1,12 +1,15 @@
 """sfde (5003): named engineering formulas and safe expressions, vectorised with NumPy.
 
-Everything runs inline on the event loop, never in the compute pool: a closed-form formula
+Formulas run inline on the event loop, never in the compute pool: a closed-form formula
 over a million rows is a few NumPy passes (milliseconds), less than pickling the columns to
 a worker and back would cost. The heaviest, `irr_annuity`, iterates about ten times
-(~2 s per million rows); the 10 MB body limit keeps an HTTP request far below that.
+(~2 s per million rows); the 10 MB body limit keeps an HTTP request far below that. Only
+`POST /affinity` plans in plain Python (~25 us per component and type): beyond
+INLINE_BUDGET_MS it runs in the pool of the process, when it has one.
 
-The catalogue (NumPy) is imported when an operation runs, or when a process hosting sfde
-starts (`compute_modules`), never by a process that merely calls sfde remotely.
+The catalogue (NumPy) and the affinity planning are imported when an operation runs, or
+when a process hosting sfde starts (`compute_modules`), never by a process that merely
+calls sfde remotely (the gateway).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from bem.errors import NotFound, PayloadTooLarge
 from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
 from bem.services.sfde import legacy
 from bem.services.sfde.models import (
+    AffinityRequest,
+    AffinityResult,
     EvaluateRequest,
     EvaluateResult,
     ExpressionRequest,
@@ -29,6 +34,7 @@ from bem.services.sfde.models import (
 
 FORMULAS = "bem.services.sfde.formulas"
 EXPRESSIONS = "bem.services.sfde.expressions"
+AFFINITY = "bem.services.sfde.affinity"
 
 service = ServiceSpec(
     name="sfde",
@@ -40,8 +46,10 @@ service = ServiceSpec(
         "phase), each with parameters, units, bounds and its source; evaluated for one row "
         "(`params`) or for whole columns at once with NumPy (`columns`). Plus safe "
         "expressions over variables: a whitelist AST evaluator in float64 (never `eval`), "
-        "bounded in length, size, depth and exponent growth. See docs/formulas.md."),
-    compute_modules=(FORMULAS, EXPRESSIONS),
+        "bounded in length, size, depth and exponent growth. And the old platform's affinity "
+        "types (structural, cost, ...: its design domains), each a recipe of formulas fed "
+        "by a component's quantities (`POST /affinity`). See docs/formulas.md."),
+    compute_modules=(FORMULAS, EXPRESSIONS, AFFINITY),
     legacy_operation="evaluate",
     legacy_payloads=legacy.PAYLOADS,
 )
@@ -62,6 +70,23 @@ def _document_formulas(app: FastAPI, _ctx: ServiceContext) -> None:
         params = ", ".join(f"`{p.name}` [{p.unit}]" for p in info.parameters)
         lines.append(f"- **`{info.name}`** ({info.domain}) — {info.title}. {info.description} "
                      f"Parameters: {params}. Source: {info.reference}.")
+    app.description = "\n".join(lines)
+
+
+@service.setup
+def _document_affinity(app: FastAPI, _ctx: ServiceContext) -> None:
+    """List what each affinity type evaluates, and the quantities' names (/docs)."""
+    from bem.services.sfde import affinity
+
+    lines = [app.description, "", "## Affinity types (`POST /affinity`)", ""]
+    for kind, steps in affinity.RECIPES.items():
+        lines.append(f"- **{kind}**: " + "; ".join(
+            f"`{s.formula}`" + "".join(f", {p} = {q}" for p, q in s.quantities.items())
+            for s in steps))
+    lines += ["", "Quantities, by their names in `parameters` or `attributes`: " + "; ".join(
+        f"{q}: {' or '.join(n for n, _ in names)}" for q, names in affinity.SOURCES.items())
+        + ". Derived: " + "; ".join(f"{q}: {d.description}"
+                                    for q, d in affinity.DERIVED.items()) + "."]
     app.description = "\n".join(lines)
 
 
@@ -101,6 +126,24 @@ async def evaluate(body: EvaluateRequest, ctx: Ctx) -> EvaluateResult:
     rows = len(next(iter(outputs.values())))
     return EvaluateResult(formula=formula.name, rows=rows,
                           outputs={k: v.tolist() for k, v in outputs.items()})
+
+
+@service.operation("POST", "/affinity", idempotent=True)
+async def evaluate_affinity(body: AffinityRequest, ctx: Ctx) -> AffinityResult:
+    """Evaluate the formulas of each affinity type for each component.
+
+    Each type is a recipe of catalogue formulas (listed in the service description). A
+    parameter is read from `parameters` (under its quantity's names, e.g. `length_mm` for
+    a span, else its catalogue name), then from `attributes` the same way, else derived
+    (the self weight from density and volume) or its default; a formula still lacking one
+    is not evaluated and `missing` says what to send. Each formula is evaluated once, as
+    NumPy columns over every component that needs it: its outputs are POST /evaluate's
+    for the `params` answered. A value out of a formula's bounds is a 422 naming the
+    field it came from.
+    """
+    from bem.services.sfde.affinity import run
+
+    return await run(body, ctx)
 
 
 @service.operation("POST", "/expressions", idempotent=True)
