@@ -75,7 +75,8 @@ async def test_unreachable_peer_is_a_clear_503() -> None:
     rt = Runtime(make_settings(graph_runtime_port=free_port()), "caller", [])
     await rt.start()
     try:
-        with pytest.raises(ServiceUnavailable, match="graph_runtime unreachable at http://"):
+        with pytest.raises(ServiceUnavailable,
+                           match="graph_runtime is unavailable: no connection to http://"):
             await rt.client.call("graph_runtime", "sample")
     finally:
         await rt.close()

@@ -8,20 +8,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from cross_web import HTTPException as TransportError  # what strawberry's views raise
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import Response
 from strawberry import UNSET
 from strawberry.fastapi import GraphQLRouter
 
-from bem.errors import ERROR_TYPES, BemError
+from bem.errors import ERROR_TYPES, BemError, NotFound
 from bem.gateway.access import install_access
+from bem.runtime.app import error_response
 from bem.runtime.service import ERROR_RESPONSES, ServiceContext, ServiceSpec
-from bem.services.graphql.routing import METHODS, ROUTABLE, Router
+from bem.services.graphql.routing import METHODS, ROUTABLE, ROUTE, Router, RoutingMiddleware
 
 service = ServiceSpec(
     name="graphql",
@@ -38,12 +38,6 @@ service = ServiceSpec(
     gateway=True,
     subscribes=True,
 )
-
-
-@service.lifespan
-async def _lifespan(ctx: ServiceContext) -> AsyncIterator[None]:
-    ctx.state["router"] = Router(ctx)  # holds nothing to release: the runtime owns the session
-    yield
 
 
 class _GraphQLRouter(GraphQLRouter):  # type: ignore[type-arg]
@@ -72,6 +66,8 @@ def _setup(app: FastAPI, ctx: ServiceContext) -> None:
     async def context() -> dict[str, Any]:  # async: a sync one would run in a thread
         return {"ctx": ctx}
 
+    # Inside the access middleware (keys and rate limits apply), before FastAPI's routing.
+    app.add_middleware(RoutingMiddleware, router=Router(ctx))
     install_access(app, ctx)
     # No GraphiQL page: it loads its scripts from a CDN. Any GraphQL client works, and
     # introspection is on.
@@ -80,14 +76,18 @@ def _setup(app: FastAPI, ctx: ServiceContext) -> None:
         max_subscriptions_per_connection=MAX_SUBSCRIPTIONS), tags=["graphql"],
         responses={400: ERROR_RESPONSES[400], 413: ERROR_RESPONSES[413]})
 
-    async def forward(request: Request, service: str, path: str) -> Response:
+    async def forward(service: str, path: str) -> Response:
         """Forward to a replica of `service` (its own API: see its /docs)."""
-        return await ctx.state["router"].handle(  # type: ignore[no-any-return]
-            request, service, path)
+        # RoutingMiddleware forwards every routable service before FastAPI routes anything:
+        # what reaches this endpoint names no routable service. The routes document the
+        # forwarding in the OpenAPI description.
+        return error_response(NotFound(
+            f"no service {service!r} behind the gateway; routable services: "
+            f"{', '.join(ROUTABLE)}", field="service"))
 
     for method in METHODS:  # one route per method: each gets its own OpenAPI operation id
         app.add_api_route(
-            "/{service}/{path:path}", forward, methods=[method], tags=["routing"],
+            ROUTE, forward, methods=[method], tags=["routing"],
             response_class=Response, name=f"route_{method.lower()}",
             operation_id=f"route_{method.lower()}",
             responses={404: ERROR_RESPONSES[422] | {"description": "unknown service"},
