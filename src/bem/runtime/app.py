@@ -81,11 +81,13 @@ class GraceExpiredMiddleware:
     After GRACE_PERIOD uvicorn cancels the requests still running. One that has not started
     its response gets a 503 with Retry-After (another replica can take it), and the
     cancellation ends here: this is the outermost frame of the request task, which is
-    exactly what the cancellation was meant to stop.
+    exactly what the cancellation was meant to stop. Any other cancellation (the gateway's
+    REQUEST_TIMEOUT around an in-process forward runs this app in its own task) goes on.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, runtime: Any) -> None:
         self.app = app
+        self.runtime = runtime
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -101,7 +103,7 @@ class GraceExpiredMiddleware:
         try:
             await self.app(scope, receive, tracking_send)
         except asyncio.CancelledError:
-            if started:
+            if started or not self.runtime.stopping:
                 raise
             body = orjson.dumps({"error": "service_unavailable",
                                  "message": "the service shut down before this request "
@@ -278,6 +280,6 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     for setup in spec.setups:
         setup(app, ctx)
     app.add_middleware(BodyLimitMiddleware, limit=ctx.settings.max_body_size)
-    app.add_middleware(GraceExpiredMiddleware)
+    app.add_middleware(GraceExpiredMiddleware, runtime=ctx.runtime)
     app.add_middleware(MetricsMiddleware, metrics=ctx.runtime.metrics, service=spec.name)
     return app
