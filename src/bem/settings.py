@@ -137,6 +137,11 @@ class Settings(BaseSettings):
     rate_limit_rps: float = Field(200.0, gt=0, description="token refill per client, per second")
     rate_limit_burst: int = Field(400, ge=1, description="token bucket size per client")
     api_keys: str = Field("", alias="BEM_API_KEYS", description="comma-separated; empty = open")
+    header_timeout: float = Field(
+        5.0, gt=0, le=300,
+        description="seconds a connection may take to send a request's headers (every port)")
+    max_client_connections: int = Field(
+        256, ge=1, description="open connections per client address on the gateway ports")
 
     @field_validator("redis_url", "backend_compute_url", "backend_logic_url",
                      "backend_gateway_url", "data_dir", "functor_types_path", mode="before")

@@ -32,6 +32,7 @@ import uvicorn
 
 from bem.clusters import GATEWAY_SERVICES
 from bem.runtime.app import create_app
+from bem.runtime.connections import ConnectionLimiter, protocol_factory
 from bem.runtime.runtime import Runtime
 from bem.runtime.service import ServiceSpec
 from bem.settings import Settings
@@ -136,6 +137,8 @@ class Supervisor:
         rt = self.runtime
         await rt.start()
         advertise = advertised_host(self.settings.advertise_host)
+        # One cap per process over its gateway ports; backends serve a few peer addresses.
+        limiter = ConnectionLimiter(self.settings.max_client_connections)
         for name, ctx in rt.contexts.items():
             gateway = name in GATEWAY_SERVICES
             host = self.settings.host_for(name, gateway)
@@ -145,6 +148,8 @@ class Supervisor:
             rt.addresses[name] = f"http://{advertise}:{self.ports[name]}"
             config = uvicorn.Config(
                 create_app(ctx), log_config=None, access_log=False, lifespan="on",
+                http=protocol_factory(self.settings.header_timeout,
+                                      limiter if gateway else None),
                 timeout_graceful_shutdown=self.settings.grace_period, server_header=False,
                 ws_max_size=self.settings.max_ws_message_size,
                 timeout_keep_alive=KEEP_ALIVE_SECONDS,

@@ -55,7 +55,21 @@ class _GraphQLRouter(GraphQLRouter):  # type: ignore[type-arg]
     def decode_json(self, data: str | bytes) -> object:
         # orjson, not the stdlib's recursive decoder: JSON nested ~1000 levels deep raised
         # RecursionError (a 500); orjson refuses it with a JSONDecodeError (a 400).
-        return orjson.loads(data)
+        value = orjson.loads(data)
+        # Strawberry reads any other JSON value as an operation and fails on it (a 500).
+        operations = value if isinstance(value, list) else [value]
+        odd = [op for op in operations if not isinstance(op, dict)]
+        if odd or not operations:
+            got = _json_kind(odd[0]) if odd else "an empty array"
+            raise TransportError(400, "expected a JSON object (one operation) or an array "
+                                      f"of objects (a batch), got {got}")
+        return value
+
+
+def _json_kind(value: object) -> str:
+    names = {str: "a string", bool: "a boolean", int: "a number", float: "a number",
+             list: "an array", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 @service.setup
