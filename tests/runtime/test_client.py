@@ -55,6 +55,10 @@ async def test_same_answer_in_process_and_over_http(pair: tuple[Runtime, Runtime
                                             {"graph_id": stored_here.graph_id})
     assert stored_there.graph_id == stored_here.graph_id
     assert calls(local, "inprocess") == 2 and calls(remote, "http") == 2
+    for _ in range(5):  # one call after another: one kept-alive connection serves them all
+        await remote.client.call("graph_runtime", "sample")
+    base = local.addresses["graph_runtime"]
+    assert remote.client.replicas.upstream.connections(base) == 1
 
 
 async def test_errors_keep_their_class_and_message(pair: tuple[Runtime, Runtime]) -> None:

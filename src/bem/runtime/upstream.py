@@ -98,6 +98,7 @@ class _Connection(asyncio.Protocol):
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
         self.complete = False
+        self.keep_alive = False
         self.streaming = False
         self.answer: asyncio.Future[Answer] | None = None
         self.waiter: asyncio.Future[None] | None = None
@@ -128,6 +129,8 @@ class _Connection(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        # Read now: once the message is complete the parser has forgotten it.
+        self.keep_alive = self.parser.should_keep_alive()
         if self.head_only:
             self.complete = True  # and the connection is not reused: see finish()
             self._answer(b"")
@@ -195,8 +198,7 @@ class _Connection(asyncio.Protocol):
 
     def finish(self) -> None:
         """The caller is done with the answer: reuse the connection if it can be."""
-        reusable = (self.complete and not self.head_only and not self.closed
-                    and self.parser.should_keep_alive())
+        reusable = self.complete and self.keep_alive and not self.head_only and not self.closed
         self.answer = None
         self.streaming = False
         if reusable:
@@ -318,6 +320,11 @@ class Upstream:
         except BaseException:
             conn.close()  # a time-out or cancellation leaves the exchange half done
             raise
+
+    def connections(self, base: str) -> int:
+        """Open connections to the replica at `base` (idle ones included)."""
+        peer = self._peers.get(base)
+        return 0 if peer is None else len(peer.open)
 
     async def close(self) -> None:
         for peer in self._peers.values():
