@@ -1,9 +1,9 @@
 """The supervisor: every member service of a cluster in one asyncio loop, each on its port.
 
-Start-up, in order: shared resources (Redis, bus; the pool boots in the background) -> bind
-every port -> start one uvicorn server per service (each app runs its own lifespan) -> the
-pool is up -> register the replicas -> ready. A port that cannot be bound stops everything
-already started and exits non-zero with one line naming the service and port.
+Start-up, in order: shared resources (Redis, bus; the pool's processes start later, when
+work first needs them) -> bind every port -> start one uvicorn server per service (each app
+runs its own lifespan) -> register the replicas -> ready. A port that cannot be bound stops
+everything already started and exits non-zero with one line naming the service and port.
 
 Signals belong to the supervisor alone: uvicorn's per-server signal capture is disabled
 (otherwise each of N servers would install, then chain, its own handler). The handler only
@@ -159,7 +159,6 @@ class Supervisor:
             self._tasks[name] = asyncio.create_task(server.serve(sockets=[self.sockets[name]]),
                                                     name=f"serve-{name}")
         await self._wait_started()
-        await rt.pool_started()
         await rt.registry.register(rt.addresses, rt.pid)
         rt.ready = True
         self.started.set()
