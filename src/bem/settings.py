@@ -113,7 +113,8 @@ class Settings(BaseSettings):
     # --- lifecycle -----------------------------------------------------------------------------
     grace_period: float = Field(10.0, ge=0, le=600, description="drain time on shutdown, seconds")
     registry_ttl: float = Field(6.0, ge=1, description="replica heartbeat TTL, seconds")
-    request_timeout: float = Field(30.0, gt=0, description="per-hop timeout of remote calls")
+    request_timeout: float = Field(
+        30.0, gt=0, description="per-hop timeout of calls to a service, remote or in-process")
     task_timeout: float = Field(60.0, gt=0, description="time limit of one pool task, seconds")
     pool_threshold: int = Field(
         2000, ge=0, description="graph size (nodes + edges) from which analyses go to the pool"
