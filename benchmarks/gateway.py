@@ -1,18 +1,20 @@
-"""Gateway throughput: requests per second through `/graphql` and through REST routing,
-against a bare FastAPI endpoint on the same machine in the same run.
+"""Gateway throughput: requests per second through REST routing and `/graphql`, against the
+backend on its own port and against nginx in front of it, on the same machine in the same run.
 
     .venv/bin/python benchmarks/gateway.py [--seconds 8] [--connections 32] [--rounds 2]
 
-Needs wrk (`apt-get install -y wrk`) and redis-server. Each case is loaded by wrk (one
-thread, C and epoll, so the load generator takes little of the CPU the servers need) for
-`--seconds`, in `--rounds` interleaved rounds against machine drift; the median round is
-reported, with the CPU time the server processes spent per request (user + system, pool
-workers included): on a machine shared with other work, rates move with the load but CPU
-per request barely does. Cases:
+Needs wrk and redis-server; nginx (`scripts/system-deps` installs all three from Debian's
+packages) for the peer an operator would put there instead, else its rows say
+"skipped: nginx not installed". Each case is loaded by wrk (one thread, C and epoll, so the
+load generator takes little of the CPU the servers need) for `--seconds`, in `--rounds`
+interleaved rounds against machine drift; the median round is reported, with the CPU time
+the server processes spent per request (user + system, pool workers included): on a machine
+shared with other work, rates move with the load but CPU per request barely does. Cases:
 
 - `bare`: a FastAPI app with one `GET /ping` on uvicorn (uvloop + httptools, as the
   clusters run), the ceiling for any Python endpoint on this machine;
-- `backend`: sfde `GET /formulas/simple_beam_udl` on the compute process's own port;
+- `backend`: sfde `GET /formulas/roi` on the compute process's own port;
+- `nginx`: the same request through nginx (one worker, keep-alive connections to sfde);
 - `rest`: the same request through the gateway's REST routing (`:graphql/sfde/...`);
 - `graphql`: the same formula through `POST /graphql`;
 - `graphql_typename`: `{ __typename }`, GraphQL's own cost with no service call;
@@ -54,8 +56,8 @@ sys.path.insert(0, str(ROOT))  # for tests.support when run as a script
 from tests.support import Topology, free_port, redis_server  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-FORMULA_PATH = "/formulas/simple_beam_udl"
-FORMULA_QUERY = '{ formula(name: "simple_beam_udl") { name title parameters { name unit } } }'
+FORMULA_PATH = "/formulas/roi"
+FORMULA_QUERY = '{ formula(name: "roi") { name title parameters { name unit } } }'
 UNLIMITED = {"rate_limit_rps": "1000000", "rate_limit_burst": "1000000",
              "log_level": "warning"}
 
@@ -151,6 +153,56 @@ def bare_server() -> Iterator[tuple[str, int]]:
         proc.wait(10)
 
 
+NGINX_CONF = """worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    upstream backend {{ server 127.0.0.1:{backend}; keepalive 32; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+@contextmanager
+def nginx_server(backend: str, probe: str = FORMULA_PATH) -> Iterator[tuple[str, int] | None]:
+    """nginx, one worker, proxying to `backend` over keep-alive connections (its URL and
+    pid, once `probe` answers through it); None when nginx is not installed."""
+    binary = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.path.exists(p)), None)
+    if binary is None:
+        yield None
+        return
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bem-nginx-") as work:
+        conf = Path(work) / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(dir=work, port=port,
+                                          backend=backend.rsplit(":", 1)[1]))
+        proc = subprocess.Popen([binary, "-c", str(conf), "-p", work],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_for(url + probe)
+            yield url, proc.pid
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
 def wait_for(url: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -163,12 +215,15 @@ def wait_for(url: str, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout:g} s")
 
 
-def cases(topo: Topology, label: str) -> list[dict[str, Any]]:
+def cases(topo: Topology, label: str, nginx: str | None) -> list[dict[str, Any]]:
     gateway, sfde = topo.url("graphql"), topo.url("sfde")
     graphql = json.dumps({"query": FORMULA_QUERY})
     typename = json.dumps({"query": "{ __typename }"})
+    peer = [] if nginx is None else [
+        {"case": "nginx", "topology": label, "url": nginx + FORMULA_PATH}]
     return [
         {"case": "backend", "topology": label, "url": sfde + FORMULA_PATH},
+        *peer,
         {"case": "rest", "topology": label, "url": gateway + "/sfde" + FORMULA_PATH},
         {"case": "graphql", "topology": label, "url": gateway + "/graphql", "method": "POST",
          "body": graphql},
@@ -219,25 +274,31 @@ def measure(all_cases: list[dict[str, Any]], seconds: int, connections: int,
 # --- report ----------------------------------------------------------------------------------
 CASE_TEXT = {
     "bare": "bare FastAPI `GET /ping` (uvicorn)",
-    "backend": "sfde `GET /formulas/{name}` on its own port",
+    "backend": "sfde `GET /formulas/roi` on its own port",
+    "nginx": "the same through nginx (1 worker, keep-alive upstream)",
     "rest": "the same through gateway REST routing",
     "graphql": "the same formula through `POST /graphql`",
     "graphql_typename": "`{ __typename }` through `POST /graphql`",
 }
 
 
+def _ratio(r: dict[str, Any], base: dict[str, Any] | None) -> str:
+    return f"{r['rps'] / base['rps']:.2f}" if base else "-"
+
+
 def table(results: list[dict[str, Any]]) -> str:
-    bare = {r["topology"]: r for r in results if r["case"] == "bare"}
-    rows = ["| topology | request | req/s | req/s vs bare | server CPU ms/req | CPU vs bare "
+    """One row per case; rates as a ratio of the backend's own and of nginx's, per topology."""
+    of = {(r["topology"], r["case"]): r for r in results}
+    rows = ["| topology | request | req/s | vs backend | vs nginx | server CPU ms/req "
             "| p50 ms | p99 ms | errors |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        base = bare[r["topology"]]
         errors = r["non_2xx"] + r["socket_errors"]
         rows.append(f"| {r['topology']} | {CASE_TEXT[r['case']]} | {r['rps']:.0f} | "
-                    f"{r['rps'] / base['rps']:.2f} | {r['cpu_ms_per_request']:.3f} | "
-                    f"{r['cpu_ms_per_request'] / base['cpu_ms_per_request']:.1f}x | "
-                    f"{r['p50_ms']} | {r['p99_ms']} | {errors} |")
+                    f"{_ratio(r, of.get((r['topology'], 'backend')))} | "
+                    f"{_ratio(r, of.get((r['topology'], 'nginx')))} | "
+                    f"{r['cpu_ms_per_request']:.3f} | {r['p50_ms']} | {r['p99_ms']} | "
+                    f"{errors} |")
     return "\n".join(rows)
 
 
@@ -249,24 +310,32 @@ def main() -> None:
     args = parser.parse_args()
     wrk_binary()
     results: list[dict[str, Any]] = []
+    skipped: list[str] = []
     with redis_server() as redis, bare_server() as (bare, bare_pid):
         for label, targets in (("optimized", ["compute", "logic", "gateway"]),
                                ("single", ["single"])):
             print(f"{label}: starting {', '.join(targets)} ...", flush=True)
-            with Topology(targets, redis_url=redis.url, **UNLIMITED) as topo:
-                # The bare endpoint is measured in the same rounds as each topology's cases,
-                # so each ratio compares figures taken under the same machine conditions.
+            with Topology(targets, redis_url=redis.url, **UNLIMITED) as topo, \
+                    nginx_server(topo.url("sfde")) as nginx:
+                if nginx is None and not skipped:
+                    skipped.append("nginx: skipped: nginx not installed "
+                                   "(scripts/system-deps installs it)")
+                    print(skipped[-1], flush=True)
+                # Every case of a topology is measured in the same rounds, so each ratio
+                # compares figures taken under the same machine conditions.
                 bare_case = {"case": "bare", "topology": label, "url": bare + "/ping"}
                 servers = [bare_pid, *(c.process.pid for c in topo.clusters.values()
                                        if c.process is not None)]
-                results += measure([bare_case, *cases(topo, label)], args.seconds,
-                                   args.connections, args.rounds, servers)
+                if nginx is not None:
+                    servers.append(nginx[1])
+                results += measure([bare_case, *cases(topo, label, nginx and nginx[0])],
+                                   args.seconds, args.connections, args.rounds, servers)
     report = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "host": socket.gethostname(), "machine": platform.machine(),
               "cpus": os.cpu_count(), "python": platform.python_version(),
               "settings": {"seconds": args.seconds, "connections": args.connections,
                            "rounds": args.rounds, "wrk_threads": 1},
-              "results": results}
+              "skipped": skipped, "results": results}
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = f"gateway-{dt.date.today().isoformat()}-{socket.gethostname()}"
     (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -274,7 +343,9 @@ def main() -> None:
     (RESULTS / f"{stem}.md").write_text(
         f"Gateway throughput, {report['date']}, {report['host']} ({report['cpus']} CPUs), "
         f"wrk -t1 -c{args.connections}, {args.seconds} s x {args.rounds} rounds "
-        f"(median round).\n\n{text}\n")
+        f"(median round). Command: `.venv/bin/python benchmarks/gateway.py "
+        f"--seconds {args.seconds} --connections {args.connections} --rounds {args.rounds}`."
+        f"\n\n{text}\n" + "".join(f"\n{line}\n" for line in skipped))
     print(text)
     print(f"written: benchmarks/results/{stem}.json and .md")
 

@@ -68,11 +68,12 @@ def base_env(plan: dict[str, int], **extra: Any) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.endswith("_PORT") and k not in ("REDIS_URL", "WORKERS", "BEM_API_KEYS")}
     env.update(port_env(plan))
-    # Load from one test address must not hit the gateway's per-client rate limit unless a
-    # test sets one.
+    # Load from one test address must not hit the gateway's per-client rate limit or
+    # connection cap unless a test sets one.
     env.update({"BIND_HOST": "127.0.0.1", "WORKERS": "1", "GRACE_PERIOD": "10",
                 "LOG_LEVEL": "info", "PYTHONUNBUFFERED": "1",
-                "RATE_LIMIT_RPS": "100000", "RATE_LIMIT_BURST": "100000"})
+                "RATE_LIMIT_RPS": "100000", "RATE_LIMIT_BURST": "100000",
+                "MAX_CLIENT_CONNECTIONS": "100000"})
     env.update({k.upper(): str(v) for k, v in extra.items()})
     return env
 
@@ -167,7 +168,8 @@ def make_settings(**overrides: Any) -> Settings:
     """Settings for an in-loop cluster: every port 0 (ephemeral), loopback, one worker."""
     values: dict[str, Any] = {f"{svc}_port": 0 for svc in ALL_SERVICES}
     values.update(bind_host="127.0.0.1", workers=1, grace_period=5.0, redis_url=None,
-                  rate_limit_rps=100_000, rate_limit_burst=100_000)
+                  rate_limit_rps=100_000, rate_limit_burst=100_000,
+                  max_client_connections=100_000)
     values.update(overrides)
     return Settings(**values)
 

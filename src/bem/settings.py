@@ -113,7 +113,8 @@ class Settings(BaseSettings):
     # --- lifecycle -----------------------------------------------------------------------------
     grace_period: float = Field(10.0, ge=0, le=600, description="drain time on shutdown, seconds")
     registry_ttl: float = Field(6.0, ge=1, description="replica heartbeat TTL, seconds")
-    request_timeout: float = Field(30.0, gt=0, description="per-hop timeout of remote calls")
+    request_timeout: float = Field(
+        30.0, gt=0, description="per-hop timeout of calls to a service, remote or in-process")
     task_timeout: float = Field(60.0, gt=0, description="time limit of one pool task, seconds")
     inline_budget_ms: float = Field(
         2.0, ge=0, description="estimated CPU time from which a job goes to the pool, ms "
@@ -137,6 +138,11 @@ class Settings(BaseSettings):
     rate_limit_rps: float = Field(200.0, gt=0, description="token refill per client, per second")
     rate_limit_burst: int = Field(400, ge=1, description="token bucket size per client")
     api_keys: str = Field("", alias="BEM_API_KEYS", description="comma-separated; empty = open")
+    header_timeout: float = Field(
+        5.0, gt=0, le=300,
+        description="seconds a connection may take to send a request's headers (every port)")
+    max_client_connections: int = Field(
+        256, ge=1, description="open connections per client address on the gateway ports")
 
     @field_validator("redis_url", "backend_compute_url", "backend_logic_url",
                      "backend_gateway_url", "data_dir", "functor_types_path", mode="before")

@@ -1,12 +1,13 @@
-"""The gateway benchmark's measuring functions: wrk's report parsed, and one real short
-measurement of the bare endpoint (rate, CPU per request, no errors). No timing is asserted."""
+"""The gateway benchmark's measuring functions: wrk's report parsed, and real short
+measurements of the bare endpoint and of nginx in front of it (rate, CPU per request, no
+errors, the ratios of the table). No timing is asserted."""
 
 from __future__ import annotations
 
 import shutil
 
 import pytest
-from benchmarks.gateway import bare_server, measure, parse_wrk, table
+from benchmarks.gateway import bare_server, measure, nginx_server, parse_wrk, table
 
 WRK_OUTPUT = """Running 8s test @ http://127.0.0.1:41234/ping
   1 threads and 32 connections
@@ -41,3 +42,17 @@ def test_a_short_real_measurement() -> None:
     assert result["non_2xx"] == 0 and result["socket_errors"] == 0
     assert result["cpu_ms_per_request"] > 0
     assert "| t | bare FastAPI" in table([result])
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None or shutil.which("nginx") is None,
+                    reason="wrk or nginx is not installed")
+def test_nginx_is_measured_as_the_peer() -> None:
+    with bare_server() as (url, pid), nginx_server(url, probe="/ping") as nginx:
+        assert nginx is not None
+        cases = [{"case": "backend", "topology": "t", "url": url + "/ping"},
+                 {"case": "nginx", "topology": "t", "url": nginx[0] + "/ping"}]
+        results = measure(cases, seconds=1, connections=4, rounds=1, servers=[pid, nginx[1]])
+    assert all(r["requests"] > 0 and r["non_2xx"] == 0 for r in results)
+    row = next(line for line in table(results).splitlines() if "through nginx" in line)
+    ratio = results[1]["rps"] / results[0]["rps"]
+    assert f"| {ratio:.2f} | 1.00 |" in row  # vs backend, vs nginx itself

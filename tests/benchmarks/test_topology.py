@@ -36,7 +36,20 @@ def optimized(redis_url: str) -> Iterator[Running]:
         running.stop()
 
 
+async def _pool_work(running: Running) -> None:
+    """Two concurrent analyses big enough for the pool: it starts its forkserver and both
+    workers (WORKERS=2) for them."""
+    graph = poolcache.generated_graph(300, 1800)
+    async with httpx.AsyncClient(timeout=120) as http:
+        answers = await asyncio.gather(*(
+            http.post(running.url("graph_runtime") + "/analyze",
+                      json={"graph": graph, "metrics": ["betweenness"],
+                            "options": {"top_k": k}}) for k in (1, 2)))
+    assert all(a.status_code == 200 for a in answers)
+
+
 def test_memory_counts_every_process_of_the_topology(optimized: Running) -> None:
+    asyncio.run(_pool_work(optimized))
     pids = [p.process.pid for p in optimized.procs if p.process is not None]
     descendants = sum(len(psutil.Process(pid).children(recursive=True)) for pid in pids)
     memory = optimized.memory()

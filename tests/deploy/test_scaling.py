@@ -191,9 +191,9 @@ def test_each_replica_registers_its_own_address(deployment: dict[str, Container]
     r = redis_py.Redis(host=HOSTS["redis"][1], port=6379)
     try:
         urls = {}
-        for service in CLUSTERS["compute"]:
-            keys = list(r.scan_iter(match=f"bem:registry:{service}:*"))
-            urls[service] = sorted(r.get(k).decode() for k in keys)  # type: ignore[union-attr]
+        for service in CLUSTERS["compute"]:  # one sorted set per service, a member each
+            members = r.zrange(f"bem:registry:{service}", 0, -1)
+            urls[service] = sorted(m.decode() for m in members)  # type: ignore[union-attr]
     finally:
         r.close()
     for service, port in zip(CLUSTERS["compute"], ports_of("compute"), strict=True):

@@ -71,9 +71,14 @@ def both(replicas: dict[str, ClusterProcess], redis: RedisServer) -> dict[str, C
     for proc in replicas.values():
         proc.wait_ready()
     client = redis_sync.Redis.from_url(redis.url)
+
+    def live() -> int:  # members of the service's sorted set whose expiry is ahead
+        seconds, micros = client.time()
+        return int(client.zcount("bem:registry:graph_runtime",
+                                 f"({seconds * 1000 + micros // 1000}", "+inf"))
+
     try:
-        wait_until(lambda: len(list(client.scan_iter("bem:registry:graph_runtime:*"))) == 2,
-                   30, "both compute replicas registered")
+        wait_until(lambda: live() == 2, 30, "both compute replicas registered")
     finally:
         client.close()
     return replicas

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -54,6 +55,10 @@ async def test_same_answer_in_process_and_over_http(pair: tuple[Runtime, Runtime
                                             {"graph_id": stored_here.graph_id})
     assert stored_there.graph_id == stored_here.graph_id
     assert calls(local, "inprocess") == 2 and calls(remote, "http") == 2
+    for _ in range(5):  # one call after another: one kept-alive connection serves them all
+        await remote.client.call("graph_runtime", "sample")
+    base = local.addresses["graph_runtime"]
+    assert remote.client.replicas.upstream.connections(base) == 1
 
 
 async def test_errors_keep_their_class_and_message(pair: tuple[Runtime, Runtime]) -> None:
@@ -75,7 +80,8 @@ async def test_unreachable_peer_is_a_clear_503() -> None:
     rt = Runtime(make_settings(graph_runtime_port=free_port()), "caller", [])
     await rt.start()
     try:
-        with pytest.raises(ServiceUnavailable, match="graph_runtime unreachable at http://"):
+        with pytest.raises(ServiceUnavailable,
+                           match="graph_runtime is unavailable: no connection to http://"):
             await rt.client.call("graph_runtime", "sample")
     finally:
         await rt.close()
@@ -89,10 +95,11 @@ async def test_registry_replicas_and_failover(redis: RedisServer,
         rt = Runtime(settings, "caller", [])
         await rt.start()
         dead = f"http://127.0.0.1:{free_port()}"
-        await rt.redis.client.set(  # type: ignore[union-attr]
-            "bem:registry:graph_runtime:ghost",
-            orjson.dumps({"service": "graph_runtime", "url": dead, "cluster": "ghost",
-                          "instance": "ghost"}), px=60_000)
+        seconds, _ = await rt.redis.client.time()  # type: ignore[union-attr]
+        await rt.redis.client.zadd(  # type: ignore[union-attr]
+            "bem:registry:graph_runtime",
+            {orjson.dumps({"service": "graph_runtime", "url": dead, "cluster": "ghost",
+                           "instance": "ghost"}): (seconds + 60) * 1000})
         try:
             urls = await rt.registry.urls("graph_runtime")
             assert sorted(urls) == sorted([dead, sup.runtime.addresses["graph_runtime"]])
@@ -108,10 +115,35 @@ async def test_supervisor_registers_and_deregisters(redis: RedisServer) -> None:
     settings = make_settings(redis_url=redis.url)
     probe = aioredis.Redis.from_url(redis.url)
     try:
-        async with run_cluster("compute", settings):
+        async with run_cluster("compute", settings) as sup:
             keys = sorted(k.decode() for k in await probe.keys("bem:registry:*"))
-            assert [k.split(":")[2] for k in keys] == ["dag_alpha", "graph_runtime", "sfde"]
-            assert 0 < await probe.pttl(keys[0]) <= settings.registry_ttl * 1000
-        assert await probe.keys("bem:registry:*") == []
+            assert keys == ["bem:registry:dag_alpha", "bem:registry:graph_runtime",
+                            "bem:registry:sfde"]
+            seconds, micros = await probe.time()
+            now_ms = seconds * 1000 + micros / 1000
+            for key in keys:  # one member each, this process, expiring within the TTL
+                ((member, expires),) = await probe.zrange(key, 0, -1, withscores=True)
+                assert orjson.loads(member)["instance"] == sup.runtime.instance_id
+                assert 0 < expires - now_ms <= settings.registry_ttl * 1000
+        assert await probe.keys("bem:registry:*") == []  # deregistered: the sets are gone
     finally:
         await probe.aclose()
+
+
+async def test_a_replica_that_stops_beating_disappears(redis: RedisServer) -> None:
+    """No deregistration (as after a SIGKILL): its entry outlives it by REGISTRY_TTL at most."""
+    settings = make_settings(redis_url=redis.url, registry_ttl=1.0)
+    rt = Runtime(settings, "ghost", [])
+    await rt.start()
+    try:
+        await rt.registry.register({"sfde": "http://127.0.0.1:1"}, pid=1)
+        assert [e["url"] for e in await rt.registry.entries(["sfde"])] == ["http://127.0.0.1:1"]
+        await asyncio.sleep(1.5)  # beating: still there
+        assert len(await rt.registry.entries(["sfde"])) == 1
+        assert rt.registry._heartbeat is not None
+        rt.registry._heartbeat.cancel()  # the process "dies": no more heartbeats
+        await asyncio.sleep(1.5)
+        assert await rt.registry.entries(["sfde"]) == []
+    finally:
+        rt.registry._entries = {}
+        await rt.close()

@@ -7,9 +7,11 @@ import os
 import signal
 from collections.abc import AsyncIterator
 
+import psutil
 import pytest
 
 from bem.errors import ServiceUnavailable, UpstreamTimeout, ValidationFailed
+from bem.runtime import pool as pool_module
 from bem.runtime.metrics import Metrics
 from bem.runtime.pool import ComputePool, _Worker
 from tests.runtime import tasks
@@ -96,11 +98,40 @@ async def test_workers_dying_at_birth_back_off_and_fail_health() -> None:
     p = StillbornPool(1, numpy_threads=1, task_timeout=5, metrics=Metrics("t"),
                       preload=["tests.runtime.tasks"])
     await p.start()
+    work = asyncio.ensure_future(p.run(tasks.square, 2))  # workers start when work needs them
     try:
         while p.health()["status"] != "fail":
             await asyncio.sleep(0.05)
         restarts = p.restarts
         await asyncio.sleep(0.5)  # backing off: no respawn storm
         assert p.restarts - restarts <= 2
+    finally:
+        work.cancel()
+        await asyncio.gather(work, return_exceptions=True)
+        await p.close()
+
+
+async def test_workers_start_on_demand_and_retire_when_idle(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pool_module, "IDLE_SECONDS", 1.0)
+    p = ComputePool(2, numpy_threads=1, task_timeout=20, metrics=Metrics("t"),
+                    preload=["tests.runtime.tasks"])
+    await p.start()
+    try:
+        assert p.pids == [] and p.health()["status"] == "pass"  # nothing started yet
+        assert await p.run(tasks.square, 3) == 9
+        assert len(p.pids) == 1  # one task, one worker
+        # 1 s tasks: long enough for the second worker to start even on a loaded machine
+        pids = set(await asyncio.gather(*(p.run(tasks.pid_after, 1.0) for _ in range(4))))
+        assert len(pids) == 2 and len(p.pids) == 2  # concurrent tasks: up to WORKERS
+        retired = set(p.pids)
+        for _ in range(100):  # idle past IDLE_SECONDS: retired
+            if not p.pids:
+                break
+            await asyncio.sleep(0.1)
+        assert p.pids == [] and p.health()["status"] == "pass"
+        assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
+                       for pid in retired)
+        assert await p.run(tasks.square, 4) == 16  # and the next task starts one again
     finally:
         await p.close()

@@ -104,7 +104,7 @@ class AccessMiddleware:
         if scope["type"] not in ("http", "websocket") or is_exempt(scope["path"]):
             await self.app(scope, receive, send)
             return
-        key = _key_from(scope)
+        key = _key_from(scope) if self.keys else None
         address = f"addr:{(scope.get('client') or ('?',))[0]}"
         if self.keys and not key_is_valid(key, self.keys):
             # Charged to the address: guessing keys is rate-limited like any other request.

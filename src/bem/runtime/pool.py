@@ -11,6 +11,11 @@ services' compute modules, so a worker starts in milliseconds and shares those p
 siblings (low PSS). BLAS thread counts are set before the forkserver imports NumPy and
 enforced again in each worker with threadpoolctl.
 
+Nothing of this runs until work needs it: the first task that goes to the pool launches the
+forkserver (its imports: ~1.5 s, paid once by that task) and a worker; more workers start as
+concurrent tasks wait, up to WORKERS; a worker idle for IDLE_SECONDS is retired. A cluster
+whose work is all small (run inline) never pays the ~100 MB of a pool, nor its start-up CPU.
+
 Protocol, one duplex pipe per worker: parent sends pickle((task_id, fn, args)); the worker
 answers pickle((task_id, ok, value, seconds)). A reader thread per worker waits on the pipe,
 so a large result never blocks the event loop, and EOF on the pipe is how a death is seen.
@@ -23,7 +28,6 @@ import contextlib
 import itertools
 import logging
 import multiprocessing
-import multiprocessing.forkserver
 import os
 import pickle
 import signal
@@ -41,6 +45,7 @@ log = logging.getLogger("bem.pool")
 BASE_PRELOAD = ("bem.runtime.pool", "numpy", "scipy.optimize", "scipy.sparse", "networkx")
 STILLBORN_SECONDS = 2.0
 WORKER_NICENESS = 10
+IDLE_SECONDS = 120.0  # a worker idle this long is retired; the next pool task starts one
 _BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
              "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
@@ -92,6 +97,7 @@ class _Worker:
         self.future: asyncio.Future[tuple[bool, Any, float]] | None = None
         self.task_id = -1
         self.born = time.monotonic()
+        self.idle_since = self.born
 
 
 class ComputePool:
@@ -110,6 +116,8 @@ class ComputePool:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self._started = False
+        self._spawning = 0  # workers being started
+        self._reaper: asyncio.Task[None] | None = None
         self.restarts = 0
         self._stillborn = 0  # consecutive workers that died right after starting
         c = metrics.cluster
@@ -131,20 +139,15 @@ class ComputePool:
             return
         for name in _BLAS_ENV:  # inherited by the forkserver before it imports NumPy
             os.environ[name] = str(self.numpy_threads)
+        # Read when the first worker starts the forkserver (see the module docstring).
         self._ctx.set_forkserver_preload(list(self.preload))
-        # Launch the forkserver now, not at the first spawn: it imports NumPy and SciPy
-        # (~1.5 s) while this process goes on importing the compute modules and building its
-        # apps, on another core. This only forks and execs the server; it does not wait.
-        multiprocessing.forkserver.ensure_running()
-        # Process.start() talks to the forkserver, and the first call waits for its preload
-        # to finish: keep that off the event loop.
-        workers = await asyncio.gather(*(asyncio.to_thread(self._spawn)
-                                         for _ in range(self.size)))
-        for worker in workers:
-            self._adopt(worker)
+        self._reaper = self._loop.create_task(self._retire_idle(), name="pool-reaper")
 
     async def close(self) -> None:
         self._closing = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
         for worker in self._workers:
             worker.alive = False
             # An empty message asks the worker to exit. Closing our end would not do: the
@@ -194,7 +197,7 @@ class ComputePool:
                 log.warning("compute worker crashed running %s; retrying once", _name(fn))
             finally:
                 if worker.alive and worker.future is None:
-                    self._idle.put_nowait(worker)
+                    self._park(worker)
         raise AssertionError("unreachable")
 
     async def _run_on(self, worker: _Worker, payload_args: tuple[Any, tuple[Any, ...]],
@@ -233,15 +236,48 @@ class ComputePool:
         self._m_queue.inc()
         try:
             while True:
+                if self._idle.empty():
+                    self._grow()
                 worker = await self._idle.get()
                 if worker.alive:
                     return worker
         finally:
             self._m_queue.dec()
 
+    def _grow(self) -> None:
+        """A task waits and no worker is idle: start one more, up to WORKERS."""
+        if sum(w.alive for w in self._workers) + self._spawning < self.size:
+            self._start_worker(0.0)
+
+    def _start_worker(self, delay: float) -> None:
+        self._spawning += 1  # counted now: the next _grow must not start another
+        assert self._loop is not None
+        self._loop.create_task(self._respawn(delay)).add_done_callback(_log_failure)
+
+    def _park(self, worker: _Worker) -> None:
+        worker.idle_since = time.monotonic()
+        self._idle.put_nowait(worker)
+
     def _release_later(self, worker: _Worker) -> None:
         if worker.alive and worker.future is None:
-            self._idle.put_nowait(worker)
+            self._park(worker)
+
+    async def _retire_idle(self) -> None:
+        """Stop the workers no task has needed for IDLE_SECONDS (their memory comes back)."""
+        while True:
+            await asyncio.sleep(IDLE_SECONDS / 4)
+            now = time.monotonic()
+            for worker in [w for w in self._workers if w.alive and w.future is None
+                           and now - w.idle_since > IDLE_SECONDS]:
+                worker.alive = False  # never handed out again: _acquire skips it
+                self._workers.remove(worker)
+                with contextlib.suppress(OSError):
+                    worker.conn.send_bytes(b"")  # asks it to exit
+                self._m_workers.set(sum(w.alive for w in self._workers))
+                await asyncio.to_thread(worker.process.join, 3.0)
+                if worker.process.is_alive():
+                    worker.process.kill()
+                worker.conn.close()
 
     # --- supervision -------------------------------------------------------------------------
     def _spawn(self) -> _Worker:
@@ -256,7 +292,7 @@ class ComputePool:
         self._workers.append(worker)
         threading.Thread(target=self._reader, args=(worker,), daemon=True,
                          name=f"bem-pool-reader-{worker.process.pid}").start()
-        self._idle.put_nowait(worker)
+        self._park(worker)
         self._m_workers.set(sum(w.alive for w in self._workers))
 
     def _reader(self, worker: _Worker) -> None:
@@ -314,13 +350,16 @@ class ComputePool:
         if self._stillborn == 5:
             log.error("compute workers keep dying at start-up; respawning every %.0fs at most",
                       10.0)
-        assert self._loop is not None
-        task = self._loop.create_task(self._respawn(delay))
-        task.add_done_callback(_log_failure)
+        self._start_worker(delay)
 
     async def _respawn(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        worker = await asyncio.to_thread(self._spawn)
+        try:
+            await asyncio.sleep(delay)
+            # Process.start() talks to the forkserver (the first one starts it and waits
+            # for its imports): off the event loop.
+            worker = await asyncio.to_thread(self._spawn)
+        finally:
+            self._spawning -= 1
         if self._closing:
             worker.conn.close()
             return
@@ -339,13 +378,12 @@ class ComputePool:
         if self.size == 0:
             return {"status": "pass", "observedValue": 0, "output": "inline mode (WORKERS=0)"}
         alive = sum(w.alive for w in self._workers)
-        status = "pass" if alive == self.size else "warn"
-        if self._stillborn >= 3:
-            status = "fail"  # workers cannot start: big jobs will all fail
+        # Fewer than WORKERS is normal: they start on demand and retire when idle.
+        status = "fail" if self._stillborn >= 3 else "pass"  # fail: big jobs cannot run
         idle = sum(w.alive and w.future is None for w in self._workers)
         return {"status": status, "observedValue": alive, "observedUnit": "workers",
-                "output": f"{alive}/{self.size} workers, {self.restarts} restarts, "
-                          f"{idle} idle"}
+                "output": f"{alive}/{self.size} workers (started on demand), "
+                          f"{self.restarts} restarts, {idle} idle"}
 
 
 def _name(fn: Callable[..., Any]) -> str:

@@ -1,10 +1,15 @@
 """Where the replicas of each service are, and which one to use next.
 
-With Redis, every process registers each of its services under
-`bem:registry:<service>:<instance>` with a TTL and refreshes it (heartbeat); a replica that
-dies disappears when its key expires. Without Redis (or before anything registered), peers
-are at static addresses: BACKEND_<CLUSTER>_URL (scheme and host) plus the service's port,
-defaulting to BACKEND_HOST.
+With Redis, each service has one sorted set, `bem:registry:<service>`: a member per live
+replica (its entry, JSON), scored with the time its registration expires. Every process
+adds its services' entries and refreshes their scores (heartbeat, every REGISTRY_TTL / 3); a
+replica that dies stops refreshing and is no longer listed once its score is past. Times are
+Redis's own clock (TIME, in the scripts), so processes on hosts with different clocks agree.
+A lookup reads one key per service: it never walks the keyspace (SCAN over every cache and
+graph key was the previous design; `benchmarks/registry.py` measures both).
+
+Without Redis (or before anything registered), peers are at static addresses:
+BACKEND_<CLUSTER>_URL (scheme and host) plus the service's port, defaulting to BACKEND_HOST.
 
 A static address whose host is a name is used only if the name resolves within
 STATIC_RESOLVE_TIMEOUT: with no replica left, Docker's DNS forwards a service name it no
@@ -30,7 +35,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from bem.clusters import CLUSTER_OF
+from bem.clusters import ALL_SERVICES, CLUSTER_OF
 from bem.errors import ServiceUnavailable
 from bem.runtime.redis_link import RedisLink
 from bem.settings import Settings
@@ -54,6 +59,29 @@ def static_url(settings: Settings, service: str) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+_NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
+# KEYS: the services' sets; ARGV: ttl ms, then one member per key. Adds or refreshes each
+# entry, drops the expired ones, and lets a set nobody refreshes any more expire whole.
+_HEARTBEAT = _NOW_MS + """
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now + ARGV[1], ARGV[i + 1])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  redis.call('PEXPIRE', key, 2 * ARGV[1])
+end
+return now"""
+# KEYS: the services' sets. The live entries of each.
+_LIVE = _NOW_MS + """
+local found = {}
+for i, key in ipairs(KEYS) do
+  found[i] = redis.call('ZRANGEBYSCORE', key, '(' .. now, '+inf')
+end
+return found"""
+
+
+def registry_key(service: str) -> str:
+    return KEY_PREFIX + service
+
+
 class Registry:
     def __init__(self, settings: Settings, redis: RedisLink, *, instance_id: str,
                  cluster: str) -> None:
@@ -62,20 +90,17 @@ class Registry:
         self.instance_id = instance_id
         self.cluster = cluster
         self.ttl = settings.registry_ttl
-        self._entries: dict[str, bytes] = {}
+        self._entries: dict[str, bytes] = {}  # registry key -> this process's member
         self._heartbeat: asyncio.Task[None] | None = None
         self._lookups: dict[str, tuple[float, list[str]]] = {}
         # host -> (until, None if it resolves else why not); one lookup of a host at a time
         self._names: dict[str, tuple[float, str | None]] = {}
         self._resolving: dict[str, asyncio.Task[str | None]] = {}
 
-    def _key(self, service: str) -> str:
-        return f"{KEY_PREFIX}{service}:{self.instance_id}"
-
     async def register(self, addresses: dict[str, str], pid: int) -> None:
         started = time.time()
         self._entries = {
-            self._key(service): orjson.dumps({
+            registry_key(service): orjson.dumps({
                 "service": service, "url": url, "cluster": self.cluster,
                 "instance": self.instance_id, "pid": pid, "started_at": started})
             for service, url in addresses.items()
@@ -89,36 +114,39 @@ class Registry:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
         if self._entries:
-            keys = list(self._entries)
-            await self.redis.optional(lambda r: r.delete(*keys), 0)
+            entries = dict(self._entries)
+
+            async def remove(r: Any) -> None:
+                async with r.pipeline(transaction=False) as pipe:
+                    for key, member in entries.items():
+                        pipe.zrem(key, member)
+                    await pipe.execute()
+
+            await self.redis.optional(remove, None)
         self._entries = {}
 
     async def _publish(self) -> None:
         if not self._entries:
             return
+        keys, members = list(self._entries), list(self._entries.values())
         ttl_ms = int(self.ttl * 1000)
-
-        async def write(r: Any) -> None:
-            async with r.pipeline(transaction=False) as pipe:
-                for key, value in self._entries.items():
-                    pipe.set(key, value, px=ttl_ms)
-                await pipe.execute()
-
-        await self.redis.optional(write, None)
+        await self.redis.optional(
+            lambda r: r.eval(_HEARTBEAT, len(keys), *keys, ttl_ms, *members), None)
 
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self.ttl / 3)
             await self._publish()
 
-    async def entries(self, pattern: str = "*") -> list[dict[str, Any]]:
-        """Every registered replica matching `<service>:<instance>` pattern (dashboard)."""
-        async def scan(r: Any) -> list[dict[str, Any]]:
-            keys = [k async for k in r.scan_iter(match=f"{KEY_PREFIX}{pattern}", count=500)]
-            values = await r.mget(keys) if keys else []
-            return [orjson.loads(v) for v in values if v]
+    async def entries(self, services: Iterable[str] = ALL_SERVICES) -> list[dict[str, Any]]:
+        """Every live registered replica of these services (default: all; the dashboard)."""
+        keys = [registry_key(s) for s in services]
 
-        return await self.redis.optional(scan, [])
+        async def live(r: Any) -> list[dict[str, Any]]:
+            found = await r.eval(_LIVE, len(keys), *keys)
+            return [orjson.loads(member) for members in found for member in members]
+
+        return await self.redis.optional(live, [])
 
     async def urls(self, service: str) -> list[str]:
         """URLs of the live replicas of a service (static address when none registered).
@@ -132,7 +160,7 @@ class Registry:
         cached = self._lookups.get(service)
         if cached and now - cached[0] < LOOKUP_TTL:
             return cached[1]
-        found = sorted({e["url"] for e in await self.entries(f"{service}:*")})
+        found = sorted({e["url"] for e in await self.entries([service])})
         if not found and not self.redis.up and cached:
             found = cached[1]  # Redis is down: keep using the last known replicas
         urls = found or [await self._static(service)]

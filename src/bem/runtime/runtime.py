@@ -60,7 +60,6 @@ class Runtime:
         self.ready = False
         self.stopping = False
         self._started_at = time.monotonic()
-        self._pool_start: asyncio.Task[None] | None = None
         self._lag_sampler: asyncio.Task[None] | None = None
 
     @property
@@ -68,10 +67,8 @@ class Runtime:
         return time.monotonic() - self._started_at
 
     async def start(self) -> None:
-        """Start the shared resources. The pool boots in the background (its forkserver
-        imports NumPy/SciPy while this process does the same); `pool_started()` waits."""
-        self._pool_start = asyncio.create_task(self.pool.start(), name="pool-start")
-        await asyncio.sleep(0)  # the task launches the forkserver before the imports below block
+        """Start the shared resources (the pool's processes start when work needs them)."""
+        await self.pool.start()
         self._lag_sampler = asyncio.create_task(sample_loop_lag(self.metrics), name="loop-lag")
         for ctx in self.contexts.values():  # first request must not pay the import
             for module in ctx.spec.compute_modules:
@@ -79,17 +76,11 @@ class Runtime:
         await self.redis.start()
         await self.bus.start()
 
-    async def pool_started(self) -> None:
-        await self._pool_start
-
     async def close(self) -> list[BaseException]:
         """Release everything in reverse order of start; returns the errors met."""
         errors: list[BaseException] = []
         if self._lag_sampler is not None:
             self._lag_sampler.cancel()
-        if self._pool_start is not None and not self._pool_start.done():
-            self._pool_start.cancel()
-            await asyncio.gather(self._pool_start, return_exceptions=True)
         for closer in (self.registry.deregister, self.pool.close, self.bus.close,
                        self.client.close, self.redis.close):
             try:

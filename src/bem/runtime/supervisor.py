@@ -1,9 +1,9 @@
 """The supervisor: every member service of a cluster in one asyncio loop, each on its port.
 
-Start-up, in order: shared resources (Redis, bus; the pool boots in the background) -> bind
-every port -> start one uvicorn server per service (each app runs its own lifespan) -> the
-pool is up -> register the replicas -> ready. A port that cannot be bound stops everything
-already started and exits non-zero with one line naming the service and port.
+Start-up, in order: shared resources (Redis, bus; the pool's processes start later, when
+work first needs them) -> bind every port -> start one uvicorn server per service (each app
+runs its own lifespan) -> register the replicas -> ready. A port that cannot be bound stops
+everything already started and exits non-zero with one line naming the service and port.
 
 Signals belong to the supervisor alone: uvicorn's per-server signal capture is disabled
 (otherwise each of N servers would install, then chain, its own handler). The handler only
@@ -33,6 +33,7 @@ import uvicorn
 
 from bem.clusters import GATEWAY_SERVICES
 from bem.runtime.app import create_app
+from bem.runtime.connections import ConnectionLimiter, protocol_factory
 from bem.runtime.runtime import Runtime
 from bem.runtime.service import ServiceSpec
 from bem.settings import Settings
@@ -137,6 +138,8 @@ class Supervisor:
         rt = self.runtime
         await rt.start()
         advertise = advertised_host(self.settings.advertise_host)
+        # One cap per process over its gateway ports; backends serve a few peer addresses.
+        limiter = ConnectionLimiter(self.settings.max_client_connections)
         for name, ctx in rt.contexts.items():
             gateway = name in GATEWAY_SERVICES
             host = self.settings.host_for(name, gateway)
@@ -146,6 +149,8 @@ class Supervisor:
             rt.addresses[name] = f"http://{advertise}:{self.ports[name]}"
             config = uvicorn.Config(
                 create_app(ctx), log_config=None, access_log=False, lifespan="on",
+                http=protocol_factory(self.settings.header_timeout,
+                                      limiter if gateway else None),
                 timeout_graceful_shutdown=self.settings.grace_period, server_header=False,
                 ws_max_size=self.settings.max_ws_message_size,
                 timeout_keep_alive=KEEP_ALIVE_SECONDS,
@@ -155,7 +160,6 @@ class Supervisor:
             self._tasks[name] = asyncio.create_task(server.serve(sockets=[self.sockets[name]]),
                                                     name=f"serve-{name}")
         await self._wait_started()
-        await rt.pool_started()
         await rt.registry.register(rt.addresses, rt.pid)
         # Start-up made most of what this process will ever hold (modules, apps, schemas).
         # Each full collection walked all of it again: 80-570 ms with the loop stopped, on

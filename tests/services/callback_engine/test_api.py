@@ -238,7 +238,7 @@ async def test_unavailable_graph_runtime_defers_without_counting() -> None:
         while "retrying" not in (lag := (await ce.get("/health")).json()["checks"][
                 "eventlog:lag"][0]).get("output", "") and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        assert lag["status"] == "warn" and "graph_runtime unreachable" in lag["output"]
+        assert lag["status"] == "warn" and "graph_runtime is unavailable" in lag["output"]
         state = (await ce.get(f"/events/{a['event_id']}")).json()
         assert (state["status"], state["attempts"]) == ("pending", 0)  # one attempt allowed
         async with run_cluster(settings=make_settings(workers=0, graph_runtime_port=port),

@@ -14,6 +14,7 @@ import pytest
 from bem.clusters import ALL_SERVICES
 from bem.runtime.health import worst
 from bem.services.dashboard.models import PlatformHealth
+from tests.faults.support import wide_graph
 from tests.support import make_settings, run_cluster, url_of
 
 
@@ -79,7 +80,9 @@ async def test_page_is_self_contained(gateway_alone: Any) -> None:
 
 
 async def test_single_process_passes_with_metrics(sample: dict[str, Any]) -> None:
-    async with run_cluster("single") as sup, httpx.AsyncClient(timeout=10) as http:
+    # POOL_THRESHOLD 0: the analysis below goes to the pool, which starts a worker for it.
+    async with run_cluster("single", make_settings(pool_threshold=0)) as sup, \
+            httpx.AsyncClient(timeout=10) as http:
         dash = url_of(sup, "dashboard")
         r = await http.get(dash + "/cluster-health")
         assert r.status_code == 200, r.text
@@ -96,6 +99,11 @@ async def test_single_process_passes_with_metrics(sample: dict[str, Any]) -> Non
         graphs = url_of(sup, "graph_runtime") + "/graphs"
         for _ in range(5):
             assert (await http.post(graphs, json=sample)).status_code == 201
+        analyze = url_of(sup, "graph_runtime") + "/analyze"
+        assert (await http.post(analyze, json={"graph": sample})).status_code == 200
+        # estimated over INLINE_BUDGET_MS: pool work, so a worker starts for it
+        pool_work = {"graph": wide_graph(1), "metrics": ["betweenness"]}
+        assert (await http.post(analyze, json=pool_work)).status_code == 200
         overview = (await http.get(dash + "/overview")).json()
         figures = overview["clusters"]["single"]["replicas"][0]["metrics"]
         gr = figures["services"]["graph_runtime"]

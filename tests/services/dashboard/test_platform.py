@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from bem.runtime.health import worst
+from tests.faults.support import wide_graph
 from tests.support import REPO, RedisServer, Topology, redis_server
 
 pytestmark = pytest.mark.slow
@@ -58,7 +59,7 @@ class Platform:
 def platform() -> Iterator[Platform]:
     with redis_server() as redis, \
             Topology(["compute", "logic", "gateway"], redis_url=redis.url,
-                     registry_ttl=2) as topology:
+                     registry_ttl=2, pool_threshold=0) as topology:
         yield Platform(topology, redis)
 
 
@@ -93,6 +94,10 @@ async def test_every_cluster_passes_from_the_registry(platform: Platform) -> Non
     code, compute = await platform.report("/clusters/compute/health")
     assert code == 200 and compute["name"] == "compute"
     assert set(compute["replicas"][0]["services"]) == {"dag_alpha", "sfde", "graph_runtime"}
+    async with httpx.AsyncClient(timeout=30) as http:  # pool work: a worker starts for it
+        answer = await http.post(platform.topology.url("graph_runtime") + "/analyze",
+                                 json={"graph": wide_graph(1), "metrics": ["betweenness"]})
+        assert answer.status_code == 200, answer.text
     _, overview = await platform.report("/overview")
     figures = overview["clusters"]["compute"]["replicas"][0]["metrics"]
     assert figures["pool"]["workers"] == 1 and figures["redis_up"] == 1

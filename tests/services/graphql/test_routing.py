@@ -9,12 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.requests import Request
 
 from bem.services.graphql.routing import (
     is_idempotent,
     request_headers,
     response_headers,
+    routed_service,
     target_of,
 )
 from tests.support import Topology, graph_input, redis_server
@@ -74,6 +74,26 @@ def test_rest_routes_to_the_backends(gateway: httpx.Client, topo: Topology,
     # The path goes on percent-encoded as sent: the backend decodes it itself.
     missing = gateway.get("/sfde/formulas/no%20such%3F")
     assert missing.status_code == 404 and "'no such?'" in missing.json()["message"]
+
+
+def test_big_answers_stream_through_and_head_has_no_body(gateway: httpx.Client,
+                                                          topo: Topology) -> None:
+    """Over BUFFER_LIMIT (1 MB) an answer is streamed from the replica, not read whole."""
+    nodes = [{"id": f"N{i:05d}", "attrs": {"note": f"{i:05d}" + "x" * 200}}
+             for i in range(6000)]
+    edges = [{"source": f"N{i:05d}", "target": f"N{i + 1:05d}"} for i in range(5999)]
+    stored = gateway.post("/graph_runtime/graphs", json={"nodes": nodes, "edges": edges})
+    assert stored.status_code == 201, stored.text
+    path = f"/graphs/{stored.json()['graph_id']}"
+    direct = httpx.get(topo.url("graph_runtime") + path)
+    path = "/graph_runtime" + path
+    with gateway.stream("GET", path) as answer:
+        body = b"".join(answer.iter_raw())
+        assert answer.status_code == 200
+    assert len(body) > (1 << 20) and body == direct.content
+    head = gateway.head(path)  # headers only, whatever length they announce
+    assert head.status_code == httpx.head(direct.url).status_code and head.content == b""
+    assert gateway.get("/sfde/formulas/roi").status_code == 200  # the connections still serve
 
 
 def test_backend_errors_pass_through(gateway: httpx.Client) -> None:
@@ -174,42 +194,50 @@ def test_a_backend_that_is_down_is_a_clear_error(gateway: httpx.Client,
 
 
 # --- the header rules, on their own ----------------------------------------------------------
-def make_request(headers: list[tuple[str, str]], raw_path: bytes = b"/x",
-                 query: bytes = b"") -> Request:
-    return Request({"type": "http", "method": "GET", "path": "/x", "raw_path": raw_path,
-                    "query_string": query,
-                    "headers": [(k.encode(), v.encode()) for k, v in headers],
-                    "client": ("10.0.0.7", 5555), "scheme": "https", "server": ("gw", 443)})
+def make_scope(headers: list[tuple[str, str]], raw_path: bytes = b"/x",
+               query: bytes = b"", path: str = "/x") -> dict[str, Any]:
+    return {"type": "http", "method": "GET", "path": path, "raw_path": raw_path,
+            "query_string": query, "headers": [(k.encode(), v.encode()) for k, v in headers],
+            "client": ("10.0.0.7", 5555), "scheme": "https", "server": ("gw", 443)}
 
 
-@pytest.mark.parametrize(("raw", "rest", "query", "keyed", "target"), [
-    (b"/sfde/formulas/a%20b", "formulas/a b", b"", False, "/formulas/a%20b"),
-    (b"/sfde/", "", b"", False, "/"),
-    (b"/sfde/x", "x", b"n=1&api_key=k&m=2", True, "/x?n=1&m=2"),
-    (b"/sfde/x", "x", b"n=1&api_key=k", False, "/x?n=1&api_key=k"),
+@pytest.mark.parametrize(("raw", "path", "query", "keyed", "target"), [
+    (b"/sfde/formulas/a%20b", "/sfde/formulas/a b", b"", False, "/formulas/a%20b"),
+    (b"/sfde/", "/sfde/", b"", False, "/"),
+    (b"/sfde/x", "/sfde/x", b"n=1&api_key=k&m=2", True, "/x?n=1&m=2"),
+    (b"/sfde/x", "/sfde/x", b"n=1&api_key=k", False, "/x?n=1&api_key=k"),
     # the client encoded the service name itself: the decoded rest is re-encoded
-    (b"/sf%64e/formulas/a%20b", "formulas/a b", b"", False, "/formulas/a%20b"),
+    (b"/sf%64e/formulas/a%20b", "/sfde/formulas/a b", b"", False, "/formulas/a%20b"),
 ])
-def test_target_keeps_the_path_as_sent(raw: bytes, rest: str, query: bytes, keyed: bool,
+def test_target_keeps_the_path_as_sent(raw: bytes, path: str, query: bytes, keyed: bool,
                                        target: str) -> None:
-    assert target_of(make_request([], raw, query), "sfde", rest, keyed) == target
+    assert target_of(make_scope([], raw, query, path), "sfde", keyed) == target
+
+
+def test_only_routable_services_are_routed() -> None:
+    assert routed_service("/sfde/formulas") == "sfde"
+    assert routed_service("/graph_runtime/") == "graph_runtime"
+    for path in ("/sfde", "/graphql/x", "/dashboard/cluster-health", "/health/live", "/"):
+        assert routed_service(path) is None, path
 
 
 def test_hop_by_hop_headers_are_not_forwarded() -> None:
-    request = make_request([("host", "gw"), ("connection", "keep-alive, x-trace-hop"),
-                            ("keep-alive", "timeout=5"), ("x-trace-hop", "1"),
-                            ("te", "trailers"), ("content-length", "3"), ("accept", "*/*"),
-                            ("x-api-key", "secret"), ("authorization", "Bearer secret"),
-                            ("x-forwarded-for", "192.0.2.1")])
-    sent = dict(request_headers(request, strip_credentials=True))
-    assert sent == {"accept": "*/*", "x-forwarded-for": "192.0.2.1, 10.0.0.7",
-                    "x-forwarded-proto": "https"}
-    kept = dict(request_headers(request, strip_credentials=False))
-    assert kept["authorization"] == "Bearer secret" and kept["x-api-key"] == "secret"
+    scope = make_scope([("host", "gw"), ("connection", "keep-alive, x-trace-hop"),
+                        ("keep-alive", "timeout=5"), ("x-trace-hop", "1"),
+                        ("te", "trailers"), ("content-length", "3"), ("accept", "*/*"),
+                        ("expect", "100-continue"),
+                        ("x-api-key", "secret"), ("authorization", "Bearer secret"),
+                        ("x-forwarded-for", "192.0.2.1")])
+    sent = dict(request_headers(scope, strip_credentials=True))
+    assert sent == {b"accept": b"*/*", b"x-forwarded-for": b"192.0.2.1, 10.0.0.7",
+                    b"x-forwarded-proto": b"https"}
+    kept = dict(request_headers(scope, strip_credentials=False))
+    assert kept[b"authorization"] == b"Bearer secret" and kept[b"x-api-key"] == b"secret"
 
-    answer = [("Connection", "close, x-hop"), ("x-hop", "1"), ("transfer-encoding", "chunked"),
-              ("content-type", "application/json")]
-    assert response_headers(answer) == {"content-type": "application/json"}
+    answer = [(b"Connection", b"close, x-hop"), (b"x-hop", b"1"),
+              (b"transfer-encoding", b"chunked"), (b"date", b"Tue, 01 Dec 2026 08:00:00 GMT"),
+              (b"content-type", b"application/json")]
+    assert response_headers(answer) == [(b"content-type", b"application/json")]
 
 
 def test_idempotency_comes_from_the_method_and_the_service_spec() -> None:

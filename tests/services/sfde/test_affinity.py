@@ -282,7 +282,6 @@ async def test_the_pool_answers_what_the_loop_answers(sfde: httpx.AsyncClient) -
     bad = bounds_case({"length_mm": 50.0}, V01)
     async with run_cluster("compute", settings, services=["sfde", "graph_runtime"]) as sup, \
             httpx.AsyncClient(base_url=url_of(sup, "sfde"), timeout=60) as pooled:
-        await sup.runtime.pool_started()
         before = metric_total((await pooled.get("/metrics")).text, "bem_pool_tasks_total")
         assert await post(pooled, requests) == await post(sfde, requests)
         assert await post(pooled, bad, status=422) == await post(sfde, bad, status=422)

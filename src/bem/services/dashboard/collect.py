@@ -1,7 +1,7 @@
 """Find every cluster replica, fetch its health (and metrics), aggregate fail > warn > pass.
 
-Discovery: with Redis up, the replica registry (`bem:registry:<service>:<instance>`) lists
-every live replica; one `/cluster-health` is fetched per instance. Without Redis (or while
+Discovery: with Redis up, the replica registry (a sorted set per service) lists every live
+replica; one `/cluster-health` is fetched per instance. Without Redis (or while
 it is down), every service's static address is asked and the answers are grouped by the
 instance and cluster they report. This process itself is read in-process, never over HTTP.
 
