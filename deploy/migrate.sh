@@ -13,7 +13,9 @@
 #   3. stop the legacy layout (its volumes are kept: they are the rollback)
 #   4. start the optimized Redis and `bem restore` the backup into it
 #   5. start the optimized profile and wait for every healthcheck
-#   6. validate: `bem health` on every port of every cluster replica
+#   6. validate: `bem health` on every port of every cluster replica, then (with the
+#      gateway) `bem compat check`: every recorded request of the old platform's clients,
+#      replayed from inside the gateway against the new layout (docs/migration.md)
 # From step 2 on, a failing step rolls back: the optimized stack is taken down (its volumes
 # kept for inspection) and the legacy stack is started again on its untouched data.
 # --dry-run prints every step's commands, and the rollback's, without running anything.
@@ -161,6 +163,12 @@ for service in "${clusters[@]}"; do
     done
   done
 done
+# The old clients' requests, sent where they are sent (the gateway's own ports, the backends
+# at their cluster names: the containers' static addresses). Without the gateway (minimal)
+# the old GraphQL and ECM clients have nothing to talk to: nothing to replay.
+if [[ " ${clusters[*]} " == *" api-gateway "* ]]; then
+  run "${OPTIMIZED[@]}" exec -T api-gateway bem compat check
+fi
 armed=0
 
 if [ "$dry_run" = 1 ]; then

@@ -89,6 +89,7 @@ def test_minimal_profile_validates_only_the_backends() -> None:
     assert done.returncode == 0, done.stderr
     ports = {int(p) for p in re.findall(r"bem health http://127.0.0.1:(\d+)", done.stdout)}
     assert ports == set(ports_of("compute")) | set(ports_of("logic"))
+    assert "compat check" not in done.stdout  # no gateway: no old client to replay
 
 
 @pytest.mark.parametrize("args, message", [
@@ -140,6 +141,19 @@ def test_a_successful_migration_pipes_the_backup_into_the_restore(recorder: Path
     assert (recorder / "restored").read_bytes() == backup.read_bytes()
     assert not [c for c in calls if c.endswith(" down --remove-orphans")]  # no rollback
     assert len([c for c in calls if " bem health " in c]) == 9
+    # the old clients' requests replayed last, from the gateway
+    assert calls[-1] == f"{OPTIMIZED} exec -T api-gateway bem compat check"
+
+
+def test_an_incompatible_layout_rolls_back_to_legacy(recorder: Path) -> None:
+    """Healthy is not enough: when the old clients' requests do not all pass, the
+    migration is not done."""
+    done, calls = run_with(recorder, fail_on="bem compat check")
+    assert done.returncode == 1
+    assert "step 6/6: validate every port of every replica failed" in done.stderr
+    assert "rolled back: the legacy layout is running" in done.stderr
+    assert calls[-2:] == [f"{OPTIMIZED} --profile development down --remove-orphans",
+                          f"{LEGACY} up -d --wait --wait-timeout 300"]
 
 
 def test_a_failed_check_rolls_back_to_legacy(recorder: Path) -> None:
