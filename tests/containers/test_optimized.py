@@ -22,7 +22,7 @@ import httpx
 import pytest
 import websockets.sync.client
 
-from bem.runtime.registry import EJECT_SECONDS
+from bem.runtime.registry import EJECT_SECONDS, registry_key
 from tests.containers.conftest import Images
 from tests.containers.engine import Docker
 from tests.containers.figures import Figures
@@ -30,6 +30,8 @@ from tests.containers.stack import Stack, http_json, wait_for
 from tests.faults.support import Load, Request, Tally, phase, until_sent, wide_graph
 from tests.support import REPO, metric_total
 
+LIVE = ("local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
+        "return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')")
 UP = ("docker compose --env-file deploy/offline/offline.env -f "
       "deploy/docker-compose.optimized.yml --profile development up -d --wait")
 DOCS = REPO / "docs" / "deployment.md"
@@ -65,9 +67,11 @@ def dev(docker: Docker, images: Images, figures: Figures) -> Iterator[Stack]:
 
 
 def registered(stack: Stack, service: str) -> int:
+    """Live replicas of a service: members of its registry set not yet expired (scores are
+    expiry times on Redis's clock, runtime/registry.py)."""
     [redis] = stack.containers("redis-cache")
-    out = stack.exec(redis, "redis-cli", "--scan", "--pattern", f"bem:registry:{service}:*")
-    return len(out.stdout.split())
+    out = stack.exec(redis, "redis-cli", "EVAL", LIVE, "1", registry_key(service))
+    return int(out.stdout.split()[0])
 
 
 # --- the published ports ----------------------------------------------------------------------
