@@ -6,6 +6,7 @@ after writing the keys."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,9 @@ def test_migrate_rolls_back_then_migrates_and_nothing_is_lost(
         done = migrate(docker, legacy.env, tmp_path / "backups")
         assert done.returncode == 0, done.stdout + done.stderr
         assert "migrated: profile development is running" in done.stdout
+        # every old client's request replayed from the gateway, and all compatible
+        replayed = re.search(r"^(\d+)/(\d+) compatible$", done.stdout, re.M)
+        assert replayed and replayed[1] == replayed[2] and int(replayed[1]) > 0, done.stdout
         assert not legacy.containers("graphql")
         assert len(list((tmp_path / "backups").glob("bem-legacy-*.tar.gz"))) == 2
         new_gateway = optimized.url("GRAPHQL_HOST_PORT")
