@@ -24,7 +24,6 @@ client.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from bem.services.sfde.models import (
     AffinityRequest,
     AffinityResult,
     FormulaEvaluation,
+    finite_number,
 )
 
 if TYPE_CHECKING:
@@ -127,13 +127,8 @@ class Inputs:
 
 
 def _finite(value: Any, where: str) -> float:
-    number = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            number = float(value)
-        except OverflowError:  # an integer beyond float64
-            number = None
-    if number is None or not math.isfinite(number):
+    number = finite_number(value)
+    if number is None:
         raise ValidationFailed(f"{where}: must be a finite number, got {str(value)[:40]!r}",
                                field=where)
     return number

@@ -21,14 +21,21 @@ from pydantic_core import PydanticCustomError
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
+def finite_number(value: Any) -> float | None:
+    """A JSON number as a float, or None for anything else (a bool, a string, NaN or an
+    infinity, an integer beyond float64)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float64
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _finite(value: Any, where: str) -> float:
-    number = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            number = float(value)
-        except OverflowError:  # an integer beyond float64
-            number = None
-    if number is None or not math.isfinite(number):
+    number = finite_number(value)
+    if number is None:
         raise PydanticCustomError("number_type",
                                   "must be a finite number or a list of them{where}",
                                   {"where": where})
