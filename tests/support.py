@@ -87,6 +87,22 @@ def metric_total(text: str, name: str, **labels: str) -> float:
     return total
 
 
+# --- the old platform's /process ---------------------------------------------------------
+# The envelope neon/container_client.py sends around every payload.
+OLD_ENVELOPE = {"timestamp": "2025-06-20T14:35:40.512337", "source": "orchestrator"}
+
+
+async def old_process(http: httpx.AsyncClient, data: Any, status: int = 200, *,
+                      headers: dict[str, str] | None = None, **envelope: Any
+                      ) -> dict[str, Any]:
+    """POST /process with `data` in the old envelope (`envelope` replaces its fields);
+    asserts the status and returns the JSON answer."""
+    r = await http.post("/process", json={"data": data, **OLD_ENVELOPE, **envelope},
+                        headers=headers)
+    assert r.status_code == status, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
 # --- redis ---------------------------------------------------------------------------------
 class RedisServer:
     """A private redis-server on a free port, with a data dir for persistence tests."""

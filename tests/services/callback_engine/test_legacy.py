@@ -17,19 +17,14 @@ from bem.compat.cases.process import CLIENT_HEADERS, PHASE2_DATA, bodies
 from tests.services.callback_engine import test_redis
 from tests.services.callback_engine.test_api import finished
 from tests.services.callback_engine.test_redis import cluster, drain
-from tests.support import RedisServer, url_of
+from tests.support import RedisServer, old_process, url_of
 
 subscriber = test_redis.subscriber  # an independent subscriber on the Redis pulse channel
-
-ENVELOPE = {"timestamp": "2025-06-20T14:35:40.512337", "source": "orchestrator"}
 
 
 async def process(http: httpx.AsyncClient, data: Any, status: int = 200,
                   **envelope: Any) -> dict[str, Any]:
-    r = await http.post("/process", json={"data": data, **ENVELOPE, **envelope},
-                        headers=CLIENT_HEADERS)
-    assert r.status_code == status, r.text
-    return r.json()  # type: ignore[no-any-return]
+    return await old_process(http, data, status, headers=CLIENT_HEADERS, **envelope)
 
 
 async def test_old_callbacks_become_durable_events_that_are_processed(

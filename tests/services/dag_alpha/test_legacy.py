@@ -17,10 +17,9 @@ import pytest_asyncio
 from bem.compat.cases.process import NODE_COMPONENT, bodies
 from bem.data import sample_project
 from bem.runtime.supervisor import Supervisor
-from tests.support import make_settings, run_cluster, url_of
+from tests.support import make_settings, old_process, run_cluster, url_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-ENVELOPE = {"timestamp": "2025-06-20T14:35:40.512337", "source": "orchestrator"}
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -35,12 +34,6 @@ async def cluster() -> AsyncIterator[Supervisor]:
 async def dag(cluster: Supervisor) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=url_of(cluster, "dag_alpha"), timeout=30) as http:
         yield http
-
-
-async def process(http: httpx.AsyncClient, data: Any, status: int = 200) -> dict[str, Any]:
-    r = await http.post("/process", json={"data": data, **ENVELOPE})
-    assert r.status_code == status, r.text
-    return r.json()  # type: ignore[no-any-return]
 
 
 async def run(http: httpx.AsyncClient, graph: dict[str, Any]) -> dict[str, Any]:
@@ -60,7 +53,7 @@ def part_of_sample(ids: set[str]) -> dict[str, Any]:
 async def test_the_old_dag_request_runs_the_alpha_phase_of_the_project_graph(
         dag: httpx.AsyncClient) -> None:
     old = bodies()["pipeline"]["dag_alpha"]  # node_sequence V01-V03
-    answer = await process(dag, old)
+    answer = await old_process(dag, old)
     assert answer["status"] == "success" and answer["service"] == "dag_alpha"
     results = answer["results"]
     expected = await run(dag, part_of_sample({"V01", "V02", "V03"}))
@@ -73,18 +66,18 @@ async def test_the_old_dag_request_runs_the_alpha_phase_of_the_project_graph(
 async def test_a_sequence_with_beta_nodes_evaluates_its_alpha_ones(dag: httpx.AsyncClient
                                                                    ) -> None:
     ids = ["V01", "V02", "V03", "V04", "V05"]
-    results = (await process(dag, {"node_sequence": ids}))["results"]
+    results = (await old_process(dag, {"node_sequence": ids}))["results"]
     expected = await run(dag, part_of_sample(set(ids)))
     assert results["manufacturing_score"] == expected["manufacturing_score"]
     assert set(results["nodes"]) == {"V01", "V02", "V03"} and results["nodes_processed"] == 3
-    whole = (await process(dag, {"dag_id": "all", "node_sequence": []}))["results"]
+    whole = (await old_process(dag, {"dag_id": "all", "node_sequence": []}))["results"]
     assert whole["graph_id"] == (await run(dag, sample_project()))["graph_id"]
 
 
 async def test_old_components_run_with_the_type_defaults_they_lack(dag: httpx.AsyncClient
                                                                    ) -> None:
     steel = {"id": "S1", "type": "beam", "component_density": 7850, "material_strength": 355}
-    results = (await process(dag, {"components": [NODE_COMPONENT, steel]}))["results"]
+    results = (await old_process(dag, {"components": [NODE_COMPONENT, steel]}))["results"]
     # the stateless_spatial defaults of functor_types.yaml (C30/37 concrete, neutral)
     defaults = {"component_density": 2400, "material_strength": 30, "buildability_score": 0.5}
     assert results["assumed"] == {"comp_001": defaults, "S1": {"buildability_score": 0.5}}
@@ -123,6 +116,6 @@ async def test_old_components_run_with_the_type_defaults_they_lack(dag: httpx.As
 ])
 async def test_bad_old_payloads_are_422_naming_the_field(
         dag: httpx.AsyncClient, data: dict[str, Any], field: str, needle: str) -> None:
-    error = await process(dag, data, status=422)
+    error = await old_process(dag, data, status=422)
     assert error["field"] == field, error
     assert needle in error["message"], error

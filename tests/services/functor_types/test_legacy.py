@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 
 from bem.compat.cases.process import PHASE2_DATA, bodies
-from tests.support import make_settings, run_cluster, url_of
+from tests.support import make_settings, old_process, run_cluster, url_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -27,12 +27,6 @@ async def ft() -> AsyncIterator[httpx.AsyncClient]:
                            services=["functor_types"]) as sup, \
             httpx.AsyncClient(base_url=url_of(sup, "functor_types"), timeout=30) as http:
         yield http
-
-
-async def process(http: httpx.AsyncClient, data: Any, status: int = 200) -> dict[str, Any]:
-    r = await http.post("/process", json={"data": data, "timestamp": "2025-06-20T14:35:40"})
-    assert r.status_code == status, r.text
-    return r.json()  # type: ignore[no-any-return]
 
 
 async def post(http: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +45,7 @@ def paths_renamed(report: dict[str, Any], name: str) -> dict[str, Any]:
 async def test_old_calculations_are_validated_against_their_types(ft: httpx.AsyncClient
                                                                   ) -> None:
     old = bodies()["pipeline"]["functor_types"]  # 3 spatial + 3 aggregation entries
-    results = (await process(ft, old))["results"]
+    results = (await old_process(ft, old))["results"]
     spatial = [{"id": c["component_id"], "functor_type": "stateless_spatial", "attrs": dict(
         zip(["centroid_x", "centroid_y", "centroid_z"], c["centroid"], strict=True),
         **dict(zip(["bbox_x_mm", "bbox_y_mm", "bbox_z_mm"], c["bbox"], strict=True)))}
@@ -82,7 +76,7 @@ async def test_old_calculations_are_validated_against_their_types(ft: httpx.Asyn
 
 async def test_no_calculations_still_answer_the_compatibility(ft: httpx.AsyncClient) -> None:
     old = bodies()["test_phase1_orchestrator"]["functor_types"]  # both lists empty
-    results = (await process(ft, {**old, "execution_mode": "beta"}))["results"]
+    results = (await old_process(ft, {**old, "execution_mode": "beta"}))["results"]
     assert results["validation"] == {"spatial_calculations": None,
                                      "aggregation_calculations": None}
     [placement] = results["compatibility"]["placements"]
@@ -92,13 +86,13 @@ async def test_no_calculations_still_answer_the_compatibility(ft: httpx.AsyncCli
 
 async def test_old_components_are_validated_as_the_nodes_they_become(ft: httpx.AsyncClient
                                                                      ) -> None:
-    results = (await process(ft, PHASE2_DATA))["results"]
+    results = (await old_process(ft, PHASE2_DATA))["results"]
     expected = await post(ft, "/validate", {"components": [
         {"id": c["id"], "attrs": {k: v for k, v in c.items() if k != "id"}}
         for c in PHASE2_DATA["components"]]})
     assert results["validation"] == expected
     assert {c["valid"] for c in expected["components"]} == {False}
-    new = await process(ft, {"components": [{"id": "V01", "functor": "evaluate_manufacturing",
+    new = await old_process(ft, {"components": [{"id": "V01", "functor": "evaluate_manufacturing",
                                              "phase": "alpha", "attrs": {}}]})
     assert new["results"]["invalid"] == 1  # the new body inside the envelope: POST /validate
 
@@ -118,6 +112,6 @@ async def test_old_components_are_validated_as_the_nodes_they_become(ft: httpx.A
 ])
 async def test_bad_old_calculations_are_422_naming_the_field(
         ft: httpx.AsyncClient, data: dict[str, Any], field: str, needle: str) -> None:
-    error = await process(ft, data, status=422)
+    error = await old_process(ft, data, status=422)
     assert error["field"] == field, error
     assert needle in error["message"], error

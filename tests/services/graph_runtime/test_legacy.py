@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 
 from bem.compat.cases.process import bodies
-from tests.support import make_settings, run_cluster, url_of
+from tests.support import make_settings, old_process, run_cluster, url_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 GENERAL = ["summary", "components", "dag", "degree_centrality", "pagerank"]
@@ -28,12 +28,6 @@ async def gr() -> AsyncIterator[httpx.AsyncClient]:
                            services=["graph_runtime"]) as sup, \
             httpx.AsyncClient(base_url=url_of(sup, "graph_runtime"), timeout=30) as http:
         yield http
-
-
-async def process(http: httpx.AsyncClient, data: Any, status: int = 200) -> dict[str, Any]:
-    r = await http.post("/process", json={"data": data, "timestamp": "2025-06-20T14:35:40"})
-    assert r.status_code == status, r.text
-    return r.json()  # type: ignore[no-any-return]
 
 
 async def analyze(http: httpx.AsyncClient, graph: dict[str, Any], metrics: list[str]
@@ -58,7 +52,7 @@ def converted(old: dict[str, Any]) -> dict[str, Any]:
 async def test_the_orchestrators_graph_is_converted_and_analysed(gr: httpx.AsyncClient
                                                                   ) -> None:
     old = bodies()["pipeline"]["graph_runtime"]
-    answer = await process(gr, old)
+    answer = await old_process(gr, old)
     assert answer["status"] == "success"
     results = answer["results"]
     expected = await analyze(gr, converted(old["graph_data"]), GENERAL)
@@ -67,7 +61,7 @@ async def test_the_orchestrators_graph_is_converted_and_analysed(gr: httpx.Async
     assert (results["nodes"], results["edges"]) == (3, 6)
     # the transformer links every pair both ways: not a DAG, so no levels
     assert results["analysis"]["dag"]["is_dag"] is False and "levels" not in results["analysis"]
-    again = await process(gr, {"node_data": old["node_data"], "edge_data": old["edge_data"]})
+    again = await old_process(gr, {"node_data": old["node_data"], "edge_data": old["edge_data"]})
     assert again["results"]["graph_id"] == results["graph_id"]
 
 
@@ -77,7 +71,7 @@ async def test_a_dag_also_gets_levels_and_the_critical_path(gr: httpx.AsyncClien
            "edges": [{"source_node": "A", "target_node": "B", "weight": 2.0},
                      {"source_node": "B", "target_node": "C", "weight": 3.0},
                      {"source_node": "A", "target_node": "C", "weight": 1.0}]}
-    results = (await process(gr, {"operation_type": "build_and_execute", "graph_data": old,
+    results = (await old_process(gr, {"operation_type": "build_and_execute", "graph_data": old,
                                   "parameters": {"graph_type": "networkx"}}))["results"]
     graph = {"nodes": [{"id": "A", "attrs": {"volume_cm3": 5}}, {"id": "B", "phase": "beta"},
                        {"id": "C", "phase": "gamma"}],
@@ -110,7 +104,7 @@ async def test_a_dag_also_gets_levels_and_the_critical_path(gr: httpx.AsyncClien
 ])
 async def test_bad_old_graphs_are_422_naming_the_field(
         gr: httpx.AsyncClient, data: dict[str, Any], field: str, needle: str) -> None:
-    error = await process(gr, data, status=422)
+    error = await old_process(gr, data, status=422)
     assert error["field"] == field, error
     assert needle in error["message"], error
 

@@ -17,7 +17,7 @@ import pytest_asyncio
 
 from bem.compat.cases.process import NODE_COMPONENT, affinity_request, bodies
 from bem.services.sfde.affinity import G
-from tests.support import make_settings, run_cluster, url_of
+from tests.support import make_settings, old_process, run_cluster, url_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -27,12 +27,6 @@ async def sfde() -> AsyncIterator[httpx.AsyncClient]:
     async with run_cluster("single", make_settings(workers=0), services=["sfde"]) as sup, \
             httpx.AsyncClient(base_url=url_of(sup, "sfde"), timeout=30) as http:
         yield http
-
-
-async def process(http: httpx.AsyncClient, data: Any, status: int = 200) -> dict[str, Any]:
-    r = await http.post("/process", json={"data": data, "timestamp": "2025-06-20T14:35:40"})
-    assert r.status_code == status, r.text
-    return r.json()  # type: ignore[no-any-return]
 
 
 async def affinity(http: httpx.AsyncClient, kinds: list[str], attributes: dict[str, Any]
@@ -52,7 +46,7 @@ async def test_formulas_run_when_their_inputs_are_given(sfde: httpx.AsyncClient)
     given = {"w": 12.5, "length_mm": 6000.0, "quantity": 8.0, "unit_price": 140.0,
              "waste": 0.05, "hours": 30.0, "rate": 55.0, "optimistic": 4.0,
              "most_likely": 6.0, "pessimistic": 11.0}
-    answer = await process(sfde, affinity_request("V01", ["structural", "cost", "time"], given))
+    answer = await old_process(sfde, affinity_request("V01", ["structural", "cost", "time"], given))
     assert answer["status"] == "success"
     results = answer["results"]
     new = await affinity(sfde, ["structural", "cost", "time"], given)
@@ -79,7 +73,7 @@ async def test_formulas_run_when_their_inputs_are_given(sfde: httpx.AsyncClient)
 async def test_the_orchestrators_request_computes_what_its_components_carry(
         sfde: httpx.AsyncClient) -> None:
     old = bodies()["pipeline"]["sfde"]  # 3 components x structural, cost, energy
-    results = (await process(sfde, old))["results"]
+    results = (await old_process(sfde, old))["results"]
     # The database components have dimensions but neither density nor prices: nothing can
     # be computed, and each type says what to send.
     assert results["formulas_executed"] == 0
@@ -94,7 +88,7 @@ async def test_the_orchestrators_request_computes_what_its_components_carry(
     # ... and with a density and a price, the same components are computed.
     for request in old["sfde_requests"]:
         request["input_parameters"].update(density=7850.0, unit_price=900.0)
-    priced = (await process(sfde, old))["results"]
+    priced = (await old_process(sfde, old))["results"]
     comp_001 = old["sfde_requests"][0]["input_parameters"]  # 5000 x 300 x 400 mm, 0.6 m3
     beam = priced["calculations"]["structural"]["results"][1]
     assert (beam["component_id"], beam["formula"]) == ("comp_001", "simple_beam_udl")
@@ -107,16 +101,16 @@ async def test_the_orchestrators_request_computes_what_its_components_carry(
 
 
 async def test_old_components_are_requests_per_affinity_type(sfde: httpx.AsyncClient) -> None:
-    answer = await process(sfde, {"components": [NODE_COMPONENT], "affinity_types": ["cost"]})
+    answer = await old_process(sfde, {"components": [NODE_COMPONENT], "affinity_types": ["cost"]})
     assert answer["results"]["calculations"]["cost"]["total_cost"] is None
     priced = {"id": "P1", "quantity": 2.0, "unit_price": 50.0}
-    results = (await process(sfde, {"components": [priced], "affinity_types": ["cost"]})
+    results = (await old_process(sfde, {"components": [priced], "affinity_types": ["cost"]})
                )["results"]
     assert results["calculations"]["cost"]["total_cost"] == 100.0
-    default = (await process(sfde, {"components": [priced]}))["results"]
+    default = (await old_process(sfde, {"components": [priced]}))["results"]
     assert default["affinity_types"] == ["structural", "cost", "energy"]  # the old default
     # the old GraphQL node's nested dimensions are its attributes: its prism, by hand
-    spatial = (await process(sfde, {"components": [{**NODE_COMPONENT, "density": 7850.0}],
+    spatial = (await old_process(sfde, {"components": [{**NODE_COMPONENT, "density": 7850.0}],
                                     "affinity_types": ["spatial"]}))["results"]
     prism = rows(spatial, "spatial")["prism_geometry"]
     assert prism["outputs"]["volume"] == pytest.approx(5.0 * 0.3 * 0.4)
@@ -126,7 +120,7 @@ async def test_the_old_spatial_lists_are_accepted_and_not_read(
         sfde: httpx.AsyncClient) -> None:
     # neon/json_transformer.py _extract_sfde_parameters, affinity type "spatial"
     spatial = {"centroid": [1200.0, 800.0, 0.0], "bbox": [5000.0, 300.0, 400.0]}
-    results = (await process(sfde, affinity_request("comp_001", ["spatial"], spatial))
+    results = (await old_process(sfde, affinity_request("comp_001", ["spatial"], spatial))
                )["results"]
     (skipped,) = results["calculations"]["spatial"]["not_executed"]
     assert skipped["missing"] == ["length_m or length_mm", "width_m or width_mm",
@@ -168,6 +162,6 @@ async def test_the_old_spatial_lists_are_accepted_and_not_read(
 ])
 async def test_bad_old_payloads_are_422_naming_the_field(
         sfde: httpx.AsyncClient, data: dict[str, Any], field: str, needle: str) -> None:
-    error = await process(sfde, data, status=422)
+    error = await old_process(sfde, data, status=422)
     assert error["field"] == field, error
     assert needle in error["message"], error
