@@ -8,37 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from websockets.asyncio.client import connect
 
 from bem.compat.cases import graphql as old
 from bem.runtime.supervisor import Supervisor
 from bem.services.sfde.affinity import G
 from tests.services.graphql.client import TransportWS, gql
-from tests.support import graph_input, metric_total, run_cluster, url_of
+from tests.support import graph_input, metric_total
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 OLD_QUERIES = ("node", "analyzeComponent", "pulseHistory", "affinityConfiguration")
 OLD_MUTATIONS = ("updateNodePosition", "executeDataAffinity", "triggerPulse")
 OLD_SUBSCRIPTIONS = ("pulseEvents", "graphUpdates")
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def cluster() -> AsyncIterator[Supervisor]:
-    async with run_cluster("single") as sup:
-        yield sup
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def http(cluster: Supervisor) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=url_of(cluster, "graphql"), timeout=30) as client:
-        yield client
 
 
 def error_of(body: dict[str, Any]) -> dict[str, Any]:

@@ -4,32 +4,18 @@ call, nothing crosses HTTP."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 
 from bem.runtime.supervisor import Supervisor
 from bem.services.graphql.schema import MAX_BATCH, MAX_DEPTH
 from tests.services.graphql.client import TransportWS, gql
 from tests.services.graphql.test_limits import nested
-from tests.support import graph_input, run_cluster, url_of
+from tests.support import graph_input, url_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def cluster() -> AsyncIterator[Supervisor]:
-    async with run_cluster("single") as sup:
-        yield sup
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def http(cluster: Supervisor) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=url_of(cluster, "graphql"), timeout=30) as client:
-        yield client
 
 
 def http_calls(sup: Supervisor) -> float:
