@@ -70,28 +70,39 @@ def assert_same(expected: Any, got: Any, where: str = "") -> None:
         assert got == expected, (where, expected, got)
 
 
-def both(graph: dict[str, Any], metrics: list[str], options: dict[str, Any]) -> tuple[Any, Any]:
-    def run(fn: Any) -> Any:
+def both(graph: dict[str, Any], metrics: list[str], options: dict[str, Any],
+         fast: bool = False) -> tuple[Any, Any]:
+    def run(fn: Any, *more: Any) -> Any:
         try:
-            return fn(graph, metrics, options)
+            return fn(graph, metrics, options, *more)
         except ValidationFailed as exc:
             return {"error": exc.message, "field": exc.field}
 
-    return run(compute.analyze), run(kernels.analyze)
+    return run(compute.analyze), run(kernels.analyze, fast)
 
 
+@pytest.mark.parametrize("fast", [False, True], ids=["python", "compiled"])
 @pytest.mark.parametrize("seed", [1, 2])
 @pytest.mark.parametrize("shape", list(SHAPES))
-def test_every_metric_equals_networkx(shape: str, seed: int) -> None:
+def test_every_metric_equals_networkx(shape: str, seed: int, fast: bool) -> None:
     graph = graph_of(SHAPES[shape], seed)
     ids = [node["id"] for node in graph["nodes"]]
     pairs = [(ids[0], ids[1]), (ids[2], ids[40]), (ids[5], ids[5]), (ids[7], ids[-1])]
     for source, target in pairs:
         options = {"source": source, "target": target, "pagerank_alpha": 0.85}
         general = [m for m in compute.METRICS if m not in compute.DAG_METRICS]
-        assert_same(*both(graph, general, options), where=shape)
+        assert_same(*both(graph, general, options, fast), where=shape)
         # DAG-only metrics: their answers on a DAG, the same 422 (same cycle) otherwise
-        assert_same(*both(graph, sorted(compute.DAG_METRICS), options), where=shape)
+        assert_same(*both(graph, sorted(compute.DAG_METRICS), options, fast), where=shape)
+
+
+@pytest.mark.parametrize("shape", ["cyclic", "dag-integer-weights", "reciprocal-pairs"])
+def test_communities_at_a_size_where_louvain_runs_many_sweeps(shape: str) -> None:
+    """1,500 nodes: hundreds of sweeps and several levels, where skipping the visits that
+    cannot change anything must still give NetworkX's partition, fractional weights (whose
+    totals drift in their last bits) included."""
+    graph = graph_of(SHAPES[shape], 11, n=1500)
+    assert_same(*both(graph, ["communities", "betweenness", "closeness"], {}, fast=True))
 
 
 @pytest.mark.parametrize("shape", ["dag-integer-weights", "cyclic-integer-weights"])
@@ -114,13 +125,14 @@ def test_top_k_breaks_ties_by_id(shape: str) -> None:
      "edges": [{"source": "a", "target": "b"}, {"source": "b", "target": "a"},
                {"source": "c", "target": "a", "weight": 0.0}]},
 ], ids=["one-node", "two-nodes", "one-edge", "self-loop", "two-cycle"])
-def test_tiny_graphs(graph: dict[str, Any]) -> None:
+@pytest.mark.parametrize("fast", [False, True], ids=["python", "compiled"])
+def test_tiny_graphs(graph: dict[str, Any], fast: bool) -> None:
     graph = {"edges": [], **graph}
     first = graph["nodes"][0]["id"]
     options = {"source": first, "target": graph["nodes"][-1]["id"], "pagerank_alpha": 0.85}
     assert_same(*both(graph, [m for m in compute.METRICS if m not in compute.DAG_METRICS],
-                      options))
-    assert_same(*both(graph, sorted(compute.DAG_METRICS), options))
+                      options, fast))
+    assert_same(*both(graph, sorted(compute.DAG_METRICS), options, fast))
 
 
 def test_pagerank_that_cannot_converge_is_the_same_422() -> None:
@@ -138,7 +150,7 @@ def test_a_stored_graph_is_converted_once_per_process() -> None:
     first, reused = kernels.prepared(gid, data)
     again, reused_again = kernels.prepared(gid, data)
     assert (reused, reused_again) == (False, True) and again is first
-    assert kernels.analyze_stored(gid, data, ["summary"], {}) == kernels.analyze(
+    assert kernels.analyze_stored(gid, data, ["summary"], {}, False) == kernels.analyze(
         graph, ["summary"], {})
 
 

@@ -168,9 +168,10 @@ async def _run(ctx: ServiceContext, gid: str, data: bytes, metrics: list[str],
     pool = ctx.runtime.pool
     budget = ctx.settings.inline_budget_ms / 1000
     seconds = cost.estimate(metrics, nodes, edges)
-    groups = cost.plan(metrics, nodes, edges, pool.size) if seconds >= budget else [metrics]
+    pooled = seconds >= budget  # and then in machine code (`compiled`), else as plain Python
+    groups = cost.plan(metrics, nodes, edges, pool.size) if pooled else [metrics]
     parts = await asyncio.gather(*(
-        pool.submit(kernels.analyze_stored, gid, data, group, options,
+        pool.submit(kernels.analyze_stored, gid, data, group, options, pooled,
                     size=round(seconds * 1e6), threshold=round(budget * 1e6))
         for group in groups))
     merged = {k: v for part in parts for k, v in part.items()}

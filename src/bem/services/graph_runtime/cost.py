@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-# Seconds per metric ~ fixed + per_element * (V + E) + per_pair * V * E, measured with
-# benchmarks/graph_scaling.py on this project's 2-core machine and rounded up. Brandes
-# betweenness and all-sources BFS closeness cost V * E when every node reaches every other
-# (a strongly connected graph: 36 ns a pair at 3,000 nodes and 12,000 edges, measured); on
-# a DAG they reach only descendants and cost far less (0.5 ns a pair at 50,000 nodes), so the
-# estimate is an upper bound there, which errs on the side of the pool. PageRank's fixed
-# cost is SciPy's per-iteration overhead (~40 iterations at tol 1e-10).
+# Seconds per metric ~ fixed + per_element * (V + E) + per_pair * V * E on one core, measured
+# with benchmarks/graph_scaling.py on this project's 2-core machine and rounded up. What
+# runs inline runs `compiled`'s functions as plain Python, so betweenness, closeness and
+# communities are costed at that speed (~150 ns a pair for Brandes on a 200-node DAG, ~25 us
+# a node or edge for Louvain): the estimate decides what may run on the event loop. In the
+# pool they run compiled, 20-100x faster; the grouping of `plan` needs only their order.
+# Brandes and all-sources BFS cost V * E when every node reaches every other; on a DAG they
+# reach only descendants and cost far less, so the estimate is an upper bound, which errs on
+# the side of the pool. PageRank's fixed cost is SciPy's per-iteration overhead (~40
+# iterations at tol 1e-10).
 CONVERT_COST = (0.0, 3e-6, 0.0)
 COSTS: dict[str, tuple[float, float, float]] = {
     "summary": (0.0, 2e-7, 0.0),
@@ -23,10 +26,10 @@ COSTS: dict[str, tuple[float, float, float]] = {
     "critical_path": (0.0, 6e-7, 0.0),
     "shortest_path": (0.0, 2e-6, 0.0),
     "degree_centrality": (0.0, 3e-7, 0.0),
-    "betweenness": (0.0, 1e-6, 4e-8),
-    "closeness": (0.0, 1e-6, 4e-8),
+    "betweenness": (0.0, 1.2e-5, 3e-7),
+    "closeness": (0.0, 5e-6, 1.2e-7),
     "pagerank": (2e-3, 5e-7, 0.0),
-    "communities": (0.0, 2e-5, 0.0),
+    "communities": (0.0, 3e-5, 0.0),
 }
 
 

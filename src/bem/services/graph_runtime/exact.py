@@ -1,7 +1,7 @@
 """NetworkX's order-defining algorithms, reproduced step for step over index lists.
 
 Where an order is part of an answer (which cycle is the witness, which of several equally
-long paths, which Louvain partition), the answer depends on the order an algorithm visits
+long paths), the answer depends on the order an algorithm visits
 nodes and edges in, and a compiled kernel visits them in its own. These functions replay
 NetworkX 3.x exactly (same visiting order, same float operations in the same order, same
 random draws), over the adjacency of `kernels.Prepared`: node i is the i-th node of the
@@ -17,7 +17,6 @@ seeded graphs of several shapes, including ties.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from heapq import heappop, heappush
 from itertools import count
@@ -149,130 +148,3 @@ def dijkstra(succ: Sequence[Sequence[int]], succ_w: Sequence[Sequence[float]], s
         path.append(back[path[-1]])
     path.reverse()
     return dist[target], path
-
-
-# --- Louvain ---------------------------------------------------------------------------------
-# `nx.community.louvain_communities(g.to_undirected(), weight="weight", seed=42)`. NetworkX
-# copies the graph twice before the first level (to_undirected, then louvain_partitions' own
-# copy), and each copy fixes the adjacency order the later levels visit; both are replayed.
-# An undirected adjacency is a list of {neighbour: weight} dicts: a dict keeps insertion
-# order, as NetworkX's adjacency does. Modularity, used only for the stopping test against
-# a threshold of 1e-7, may differ from NetworkX's in the last bits (another summation order).
-Adjacency = list[dict[int, float]]
-
-
-def louvain(succ: Sequence[Sequence[int]], succ_w: Sequence[Sequence[float]],
-            seed: int = 42, threshold: float = 1e-7) -> list[set[int]]:
-    """The partition NetworkX's Louvain finds, as sets of node indices."""
-    n = len(succ)
-    undirected: Adjacency = [{} for _ in range(n)]
-    for u in range(n):  # DiGraph.to_undirected: a reciprocal edge keeps the later weight
-        for v, w in zip(succ[u], succ_w[u], strict=True):
-            undirected[u][v] = w
-            undirected[v][u] = w
-    if not any(undirected):
-        return [{u} for u in range(n)]
-    adj: Adjacency = [{} for _ in range(n)]
-    for u, v, w in _edges(undirected):  # louvain_partitions' copy: add_weighted_edges_from
-        adj[u][v] = w
-        adj[v][u] = w
-    rng = random.Random(seed)
-    mod = _modularity(undirected, [[u] for u in range(n)])
-    m = sum(_degrees(adj)) / 2
-    partition, inner, improved = _one_level(adj, [[u] for u in range(n)], m, rng)
-    best = partition
-    while improved:
-        best = partition
-        new_mod = _modularity(adj, inner)
-        if new_mod - mod <= threshold:
-            break
-        mod = new_mod
-        adj = _gen_graph(adj, inner)
-        partition, inner, improved = _one_level(adj, partition, m, rng)
-    return [set(p) for p in best]
-
-
-def _edges(adj: Adjacency) -> list[tuple[int, int, float]]:
-    """nx.Graph.edges(data=...): each edge once, from its first node in node order."""
-    done = [False] * len(adj)
-    out = []
-    for u, nbrs in enumerate(adj):
-        out.extend((u, v, w) for v, w in nbrs.items() if not done[v])
-        done[u] = True
-    return out
-
-
-def _degrees(adj: Adjacency) -> list[float]:
-    """Weighted degrees as NetworkX sums them (a self-loop counts twice)."""
-    return [sum(nbrs.values()) + nbrs[u] if u in nbrs else sum(nbrs.values())
-            for u, nbrs in enumerate(adj)]
-
-
-def _modularity(adj: Adjacency, communities: Sequence[Sequence[int]]) -> float:
-    degree = _degrees(adj)
-    deg_sum = sum(degree)
-    m, norm = deg_sum / 2, 1 / deg_sum**2
-    total = 0.0
-    for community in communities:
-        members = set(community)
-        inside = sum(w for u in community for v, w in adj[u].items()
-                     if v in members and v >= u)
-        out = sum(degree[u] for u in community)
-        total += inside / m - out * out * norm
-    return total
-
-
-def _one_level(adj: Adjacency, partition: Sequence[Sequence[int]], m: float,
-               rng: random.Random) -> tuple[list[list[int]], list[list[int]], bool]:
-    """One level of moves; (partition of original nodes, of this level's nodes, improved)."""
-    k = len(adj)
-    node2com = list(range(k))
-    degrees = _degrees(adj)
-    stot = list(degrees)
-    nbrs = [[(v, w) for v, w in adj[u].items() if v != u] for u in range(k)]
-    order = list(range(k))
-    rng.shuffle(order)  # the same draws as shuffling NetworkX's node list of this length
-    two_m2 = 2 * m**2
-    improved, moves = False, 1
-    while moves:
-        moves = 0
-        for u in order:
-            best_mod, best_com = 0, node2com[u]
-            weights: dict[int, float] = {}  # _neighbor_weights: first-appearance order
-            for v, w in nbrs[u]:
-                c = node2com[v]
-                weights[c] = weights.get(c, 0.0) + w
-            degree = degrees[u]
-            stot[best_com] -= degree
-            if best_com not in weights:  # NetworkX's defaultdict lookup appends it last
-                weights[best_com] = 0.0
-            remove_cost = -weights[best_com] / m + (stot[best_com] * degree) / two_m2
-            for c, w in weights.items():
-                gain = remove_cost + w / m - (stot[c] * degree) / two_m2
-                if gain > best_mod:
-                    best_mod, best_com = gain, c
-            stot[best_com] += degree
-            if best_com != node2com[u]:
-                node2com[u] = best_com
-                improved = True
-                moves += 1
-    groups: list[list[int]] = [[] for _ in range(k)]
-    for u in range(k):
-        groups[node2com[u]].append(u)
-    inner = [g for g in groups if g]
-    return [[x for u in g for x in partition[u]] for g in inner], inner, improved
-
-
-def _gen_graph(adj: Adjacency, inner: Sequence[Sequence[int]]) -> Adjacency:
-    """The graph of communities: an edge's weight accumulates in NetworkX's edge order."""
-    node2com = [0] * len(adj)
-    for i, part in enumerate(inner):
-        for u in part:
-            node2com[u] = i
-    out: Adjacency = [{} for _ in inner]
-    for u, v, w in _edges(adj):
-        a, b = node2com[u], node2com[v]
-        total = w + out[a].get(b, 0)
-        out[a][b] = total
-        out[b][a] = total
-    return out

@@ -1,16 +1,18 @@
 """The analyses graph_runtime serves: compiled kernels with NetworkX's answers.
 
-rustworkx (Rust) computes betweenness, closeness, components, the DAG test, the
-lexicographic topological order and the generations; SciPy runs PageRank's power iteration
-exactly as NetworkX does (`_pagerank_scipy`); `exact.py` replays NetworkX's visiting order
-where an order is part of the answer (the witness cycle, shortest and critical paths,
-Louvain). NetworkX (`compute.py`) stays the model these follow: a graph is an `nx.DiGraph`
+rustworkx (Rust) computes components, the DAG test, the lexicographic topological order and
+the generations; `compiled.py` (Numba) betweenness, closeness and Louvain (NetworkX's,
+replayed); SciPy runs PageRank's power iteration exactly as NetworkX does
+(`_pagerank_scipy`); `exact.py` replays NetworkX's visiting order where an order is part of
+the answer (the witness cycle, shortest and critical paths). NetworkX (`compute.py`) stays the model these follow: a graph is an `nx.DiGraph`
 built from the graph's node and edge lists in their order, parallel edges collapsed to the
 heaviest; every answer here equals `compute.analyze`'s (floats to 1e-9), which the tests
 check on seeded graphs of several shapes.
 
 A graph is converted once (`prepare`) into a `Prepared`: node i is the i-th node, adjacency
-lists in NetworkX's order (first appearance of each edge) and the rustworkx graph. Stored
+lists in NetworkX's order (first appearance of each edge, also as CSR arrays) and the
+rustworkx graph. `fast` says whether to use `compiled`'s machine code (an analysis sent to
+the pool) or the same functions as plain Python (one small enough to run inline). Stored
 graphs have immutable content ids, so each pool worker keeps its recent conversions by id
 (`prepared`) and a second analysis of the same graph skips the conversion.
 """
@@ -30,7 +32,7 @@ import rustworkx as rx
 import scipy.sparse
 
 from bem.errors import ValidationFailed
-from bem.services.graph_runtime import exact
+from bem.services.graph_runtime import compiled, exact
 from bem.services.graph_runtime.compute import DAG_METRICS
 
 # Conversions kept per process: a 50,000-node graph's takes ~60 MB (measured, see README).
@@ -46,6 +48,8 @@ class Prepared:
     succ_w: list[list[float]]
     pred: list[list[int]]
     pred_w: list[list[float]]
+    out_csr: tuple[np.ndarray, np.ndarray]  # (indptr, indices) of succ, for `compiled`
+    in_csr: tuple[np.ndarray, np.ndarray]  # of pred
     graph: rx.PyDiGraph  # node payload = its index; edge payload = weight
     edges: int
     self_loops: int
@@ -63,15 +67,16 @@ def prepare(graph: dict[str, Any]) -> Prepared:
     weight = np.fromiter((float(e.get("weight", 1.0)) for e in edges), dtype=np.float64,
                          count=len(edges))
     u, v, w = _collapse(src, dst, weight, len(ids))
-    succ, succ_w = _lists(u, v, w, len(ids))
+    out_csr, succ, succ_w = _lists(u, v, w, len(ids))
     by_target = np.argsort(v, kind="stable")  # NetworkX's predecessor order: edge order
-    pred, pred_w = _lists(v[by_target], u[by_target], w[by_target], len(ids))
+    in_csr, pred, pred_w = _lists(v[by_target], u[by_target], w[by_target], len(ids))
     g = rx.PyDiGraph(multigraph=False, node_count_hint=len(ids), edge_count_hint=len(u))
     g.add_nodes_from(range(len(ids)))
     g.extend_from_weighted_edge_list(list(zip(u.tolist(), v.tolist(), w.tolist(),
                                               strict=True)))
     return Prepared(ids=ids, phases=[node.get("phase") for node in graph["nodes"]],
-                    index=index, succ=succ, succ_w=succ_w, pred=pred, pred_w=pred_w, graph=g,
+                    index=index, succ=succ, succ_w=succ_w, pred=pred, pred_w=pred_w,
+                    out_csr=out_csr, in_csr=in_csr, graph=g,
                     edges=len(u), self_loops=int(np.count_nonzero(u == v)),
                     convert_seconds=time.perf_counter() - start)
 
@@ -92,12 +97,14 @@ def _collapse(src: np.ndarray, dst: np.ndarray, weight: np.ndarray, n: int
 
 
 def _lists(a: np.ndarray, b: np.ndarray, w: np.ndarray, n: int
-           ) -> tuple[list[list[int]], list[list[float]]]:
-    """Adjacency lists of a -> b, each in the order the pairs come in."""
+           ) -> tuple[tuple[np.ndarray, np.ndarray], list[list[int]], list[list[float]]]:
+    """Adjacency of a -> b, each row in the order the pairs come in: as CSR (indptr,
+    indices) and as lists of targets and of weights."""
     order = np.argsort(a, kind="stable")
-    bounds = np.searchsorted(a[order], np.arange(n + 1)).tolist()
-    targets, weights = b[order].tolist(), w[order].tolist()
-    return ([targets[bounds[i]:bounds[i + 1]] for i in range(n)],
+    indptr = np.searchsorted(a[order], np.arange(n + 1))
+    indices = b[order]
+    bounds, targets, weights = indptr.tolist(), indices.tolist(), w[order].tolist()
+    return ((indptr, indices), [targets[bounds[i]:bounds[i + 1]] for i in range(n)],
             [weights[bounds[i]:bounds[i + 1]] for i in range(n)])
 
 
@@ -140,7 +147,7 @@ def _degree_counts(p: Prepared) -> tuple[list[int], list[int]]:
     return [len(s) for s in p.succ], [len(s) for s in p.pred]
 
 
-def _summary(p: Prepared, _opts: dict[str, Any]) -> dict[str, Any]:
+def _summary(p: Prepared, _opts: dict[str, Any], _fast: bool) -> dict[str, Any]:
     n = len(p.ids)
     outs, ins = _degree_counts(p)
     phases: dict[str, int] = {}
@@ -154,7 +161,7 @@ def _summary(p: Prepared, _opts: dict[str, Any]) -> dict[str, Any]:
             "phases": dict(sorted(phases.items()))}
 
 
-def _components(p: Prepared, _opts: dict[str, Any]) -> dict[str, Any]:
+def _components(p: Prepared, _opts: dict[str, Any], _fast: bool) -> dict[str, Any]:
     weak = _ordered_parts(p, rx.weakly_connected_components(p.graph))
     strong = _ordered_parts(p, rx.strongly_connected_components(p.graph))
     return {"weak": weak, "strong": strong, "weak_count": len(weak),
@@ -168,7 +175,7 @@ def _cycle(p: Prepared) -> list[str] | None:
     return None if found is None else [p.ids[i] for i in found]
 
 
-def _dag(p: Prepared, _opts: dict[str, Any]) -> dict[str, Any]:
+def _dag(p: Prepared, _opts: dict[str, Any], _fast: bool) -> dict[str, Any]:
     cycle = _cycle(p)
     return {"is_dag": cycle is None, "cycle": cycle}
 
@@ -178,15 +185,15 @@ def _lexicographic(p: Prepared) -> list[int]:
     return rx.lexicographical_topological_sort(p.graph, key=ids.__getitem__)  # type: ignore
 
 
-def _topological_order(p: Prepared, _opts: dict[str, Any]) -> list[str]:
+def _topological_order(p: Prepared, _opts: dict[str, Any], _fast: bool) -> list[str]:
     return [p.ids[i] for i in _lexicographic(p)]
 
 
-def _levels(p: Prepared, _opts: dict[str, Any]) -> list[list[str]]:
+def _levels(p: Prepared, _opts: dict[str, Any], _fast: bool) -> list[list[str]]:
     return [_names(p, level) for level in rx.topological_generations(p.graph)]
 
 
-def _critical_path(p: Prepared, _opts: dict[str, Any]) -> dict[str, Any]:
+def _critical_path(p: Prepared, _opts: dict[str, Any], _fast: bool) -> dict[str, Any]:
     path = exact.dag_longest_path(p.pred, p.pred_w, _lexicographic(p))
     length = 0.0  # summed along the path, as NetworkX sums it
     for a, b in itertools.pairwise(path):
@@ -194,7 +201,7 @@ def _critical_path(p: Prepared, _opts: dict[str, Any]) -> dict[str, Any]:
     return {"path": [p.ids[i] for i in path], "length": round(float(length), 12)}
 
 
-def _shortest_path(p: Prepared, opts: dict[str, Any]) -> dict[str, Any]:
+def _shortest_path(p: Prepared, opts: dict[str, Any], _fast: bool) -> dict[str, Any]:
     source, target = opts.get("source"), opts.get("target")
     for name, value in (("source", source), ("target", target)):
         if value is None:
@@ -211,7 +218,7 @@ def _shortest_path(p: Prepared, opts: dict[str, Any]) -> dict[str, Any]:
             "length": round(float(length), 12)}
 
 
-def _degree(p: Prepared, opts: dict[str, Any]) -> dict[str, float]:
+def _degree(p: Prepared, opts: dict[str, Any], _fast: bool) -> dict[str, float]:
     n = len(p.ids)
     outs, ins = _degree_counts(p)
     if n <= 1:
@@ -220,17 +227,19 @@ def _degree(p: Prepared, opts: dict[str, Any]) -> dict[str, float]:
     return _by_id(p, ((o + i) * s for o, i in zip(outs, ins, strict=True)), opts.get("top_k"))
 
 
-def _betweenness(p: Prepared, opts: dict[str, Any]) -> dict[str, float]:
-    found = rx.digraph_betweenness_centrality(p.graph, normalized=True)
-    return _by_id(p, (found[i] for i in range(len(p.ids))), opts.get("top_k"))
+def _betweenness(p: Prepared, opts: dict[str, Any], fast: bool) -> dict[str, float]:
+    """Normalised as NetworkX's on a directed graph: by (n - 1)(n - 2)."""
+    n = len(p.ids)
+    found = compiled.kernels(fast).betweenness(*p.out_csr)
+    scale = 1.0 / ((n - 1) * (n - 2)) if n > 2 else 1.0
+    return _by_id(p, (x * scale for x in found.tolist()), opts.get("top_k"))
 
 
-def _closeness(p: Prepared, opts: dict[str, Any]) -> dict[str, float]:
-    found = rx.closeness_centrality(p.graph, wf_improved=True)
-    return _by_id(p, (found[i] for i in range(len(p.ids))), opts.get("top_k"))
+def _closeness(p: Prepared, opts: dict[str, Any], fast: bool) -> dict[str, float]:
+    return _by_id(p, compiled.kernels(fast).closeness(*p.in_csr).tolist(), opts.get("top_k"))
 
 
-def _pagerank(p: Prepared, opts: dict[str, Any]) -> dict[str, float]:
+def _pagerank(p: Prepared, opts: dict[str, Any], _fast: bool) -> dict[str, float]:
     """NetworkX's `_pagerank_scipy` (uniform start and personalization, dangling nodes
     spread uniformly), max_iter 200, tol 1e-10."""
     alpha = float(opts.get("pagerank_alpha", 0.85))
@@ -254,11 +263,12 @@ def _pagerank(p: Prepared, opts: dict[str, Any]) -> dict[str, float]:
                            "options.pagerank_alpha", field="options.pagerank_alpha")
 
 
-def _communities(p: Prepared, _opts: dict[str, Any]) -> list[list[str]]:
-    return _ordered_parts(p, exact.louvain(p.succ, p.succ_w, seed=42))
+def _communities(p: Prepared, _opts: dict[str, Any], fast: bool) -> list[list[str]]:
+    parts = compiled.louvain(p.succ, p.succ_w, fast, seed=42)
+    return _ordered_parts(p, (part.tolist() for part in parts))
 
 
-METRICS: dict[str, Callable[[Prepared, dict[str, Any]], Any]] = {
+METRICS: dict[str, Callable[[Prepared, dict[str, Any], bool], Any]] = {
     "summary": _summary,
     "components": _components,
     "dag": _dag,
@@ -274,7 +284,8 @@ METRICS: dict[str, Callable[[Prepared, dict[str, Any]], Any]] = {
 }
 
 
-def run(p: Prepared, metrics: list[str], options: dict[str, Any]) -> dict[str, Any]:
+def run(p: Prepared, metrics: list[str], options: dict[str, Any], fast: bool
+        ) -> dict[str, Any]:
     """The requested metrics of a converted graph. A DAG-only metric on a cyclic graph is a
     422 naming a cycle."""
     if DAG_METRICS.intersection(metrics):
@@ -286,16 +297,16 @@ def run(p: Prepared, metrics: list[str], options: dict[str, Any]) -> dict[str, A
                 f"{' -> '.join(cycle)}", field="graph.edges",
                 details=[{"field": "graph.edges", "message": "cycle", "cycle": cycle,
                           "type": "cycle"}])
-    return {name: METRICS[name](p, options) for name in metrics}
+    return {name: METRICS[name](p, options, fast) for name in metrics}
 
 
-def analyze(graph: dict[str, Any], metrics: list[str], options: dict[str, Any]
-            ) -> dict[str, Any]:
+def analyze(graph: dict[str, Any], metrics: list[str], options: dict[str, Any],
+            fast: bool = False) -> dict[str, Any]:
     """`compute.analyze`'s answer, through the kernels (plain data in, plain data out)."""
-    return run(prepare(graph), metrics, options)
+    return run(prepare(graph), metrics, options, fast)
 
 
-def analyze_stored(graph_id: str, data: bytes, metrics: list[str], options: dict[str, Any]
-                   ) -> dict[str, Any]:
+def analyze_stored(graph_id: str, data: bytes, metrics: list[str], options: dict[str, Any],
+                   fast: bool) -> dict[str, Any]:
     """Analyse a stored graph given as its canonical JSON, converting it once per process."""
-    return run(prepared(graph_id, data)[0], metrics, options)
+    return run(prepared(graph_id, data)[0], metrics, options, fast)
