@@ -61,7 +61,7 @@ def _worker_main(conn: Connection, numpy_threads: int) -> None:
     # in-flight work.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # Below the event loop's priority: a busy pool (rustworkx uses every core) must not take
+    # Below the event loop's priority: a busy pool (every worker computing) must not take
     # the CPU from the loop that serves every port; idle cores still go to the workers.
     os.nice(WORKER_NICENESS)
     from threadpoolctl import threadpool_limits
