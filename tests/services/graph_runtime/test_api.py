@@ -83,3 +83,4 @@ async def test_legacy_envelope(gr: httpx.AsyncClient, sample: dict[str, Any]) ->
     assert body["processing_time_ms"] > 0
     bad = await gr.post("/process", json={"data": {"graph": {"nodes": "x"}}})
     assert bad.status_code == 422 and "data.graph.nodes" in bad.json()["message"]
+

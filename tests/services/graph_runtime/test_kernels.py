@@ -164,6 +164,10 @@ def test_the_cost_model_sends_quadratic_metrics_to_the_pool_and_spreads_them() -
     assert len(groups) == 2 and not {"betweenness", "closeness"} <= set(groups[0])
     assert cost.plan(["betweenness", "summary"], 50_000, 200_000, workers=1) == [
         ["betweenness", "summary"]]
+    # only large analyses load the compiled kernels; anything inline is far below them
+    assert not cost.compiled(cost.estimate(sorted(compute.METRICS), 100, 400))
+    assert cost.compiled(cost.estimate(["communities"], 10_000, 40_000))
+    assert cost.COMPILE_SECONDS > 100 * budget
     graph = Graph.model_validate(graph_of(SHAPES["dag"], 6)).canonical()
     nodes, edges = cost.size_bound(canonical(graph))
     assert nodes >= len(graph["nodes"]) and edges >= len(graph["edges"])  # type: ignore

@@ -168,10 +168,9 @@ async def _run(ctx: ServiceContext, gid: str, data: bytes, metrics: list[str],
     pool = ctx.runtime.pool
     budget = ctx.settings.inline_budget_ms / 1000
     seconds = cost.estimate(metrics, nodes, edges)
-    pooled = seconds >= budget  # and then in machine code (`compiled`), else as plain Python
-    groups = cost.plan(metrics, nodes, edges, pool.size) if pooled else [metrics]
+    groups = cost.plan(metrics, nodes, edges, pool.size) if seconds >= budget else [metrics]
     parts = await asyncio.gather(*(
-        pool.submit(kernels.analyze_stored, gid, data, group, options, pooled,
+        pool.submit(kernels.analyze_stored, gid, data, group, options, cost.compiled(seconds),
                     size=round(seconds * 1e6), threshold=round(budget * 1e6))
         for group in groups))
     merged = {k: v for part in parts for k, v in part.items()}

@@ -17,6 +17,11 @@ from collections.abc import Iterable
 # the side of the pool. PageRank's fixed cost is SciPy's per-iteration overhead (~40
 # iterations at tol 1e-10).
 CONVERT_COST = (0.0, 3e-6, 0.0)
+# An analysis estimated at more than this (as plain Python) runs `compiled`'s machine code:
+# loading it costs a process ~1.2 s and ~100 MB once, which pays only for large graphs. So
+# small analyses, inline or in the pool, run as plain Python, and only WORKERS=0 (everything
+# inline, an operator's choice) could ever load Numba on the event loop.
+COMPILE_SECONDS = 0.5
 COSTS: dict[str, tuple[float, float, float]] = {
     "summary": (0.0, 2e-7, 0.0),
     "components": (0.0, 1e-6, 0.0),
@@ -42,6 +47,11 @@ def estimate(metrics: Iterable[str], nodes: int, edges: int) -> float:
     """Estimated seconds of an analysis on one core, conversion included."""
     return _seconds(CONVERT_COST, nodes, edges) + sum(
         _seconds(COSTS[m], nodes, edges) for m in metrics)
+
+
+def compiled(seconds: float) -> bool:
+    """Whether an analysis of `estimate` seconds should run compiled."""
+    return seconds >= COMPILE_SECONDS
 
 
 def plan(metrics: list[str], nodes: int, edges: int, workers: int) -> list[list[str]]:

@@ -11,8 +11,9 @@ check on seeded graphs of several shapes.
 
 A graph is converted once (`prepare`) into a `Prepared`: node i is the i-th node, adjacency
 lists in NetworkX's order (first appearance of each edge, also as CSR arrays) and the
-rustworkx graph. `fast` says whether to use `compiled`'s machine code (an analysis sent to
-the pool) or the same functions as plain Python (one small enough to run inline). Stored
+rustworkx graph. `fast` says whether to use `compiled`'s machine code (a large analysis,
+`cost.compiled`) or the same functions as plain Python (a small one, which may run inline on
+the event loop and must not load Numba there). Stored
 graphs have immutable content ids, so each pool worker keeps its recent conversions by id
 (`prepared`) and a second analysis of the same graph skips the conversion.
 """
