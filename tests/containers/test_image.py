@@ -29,6 +29,17 @@ def test_the_image_runs_as_10001_on_debians_python(docker: Docker, images: Image
     assert config["Config"]["Entrypoint"] == ["bem-entrypoint"]
 
 
+def test_the_compiled_kernels_run_on_a_read_only_root(docker: Docker, images: Images) -> None:
+    """Numba writes its machine code's cache; the images run with a read-only root and a
+    /tmp tmpfs, where `compiled` puts it by default."""
+    check = ("import numpy as np; from bem.services.graph_runtime import compiled; "
+             "k = compiled.kernels(True); "
+             "print(k.betweenness(np.array([0, 1, 2, 2]), np.array([1, 2])).tolist())")
+    out = docker.out("run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/tmp",
+                     "--entrypoint", "python3", images.bem, "-c", check)
+    assert out.strip().splitlines()[-1] == "[0.0, 1.0, 0.0]"
+
+
 def test_no_port_is_exposed_for_every_cluster(docker: Docker, images: Images) -> None:
     [config] = docker.inspect(images.bem)
     assert not config["Config"].get("ExposedPorts")  # ports belong to the cluster served
