@@ -56,7 +56,9 @@ def _degrees(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray) -> np
     return out
 
 
-def _one_level(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray,
+# One function, not several: Numba compiles each function apart, and a compiled caller can
+# call only compiled callees, which the plain-Python mode would not have.
+def _one_level(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray,  # noqa: C901
                degrees: np.ndarray, order: np.ndarray, m: float) -> tuple[np.ndarray, bool]:
     """One level of moves (`louvain._one_level`); (community of each node, improved).
 
