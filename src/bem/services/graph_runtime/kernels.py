@@ -6,8 +6,9 @@ replayed); SciPy runs PageRank's power iteration exactly as NetworkX does
 (`_pagerank_scipy`); `exact.py` replays NetworkX's visiting order where an order is part of
 the answer (the witness cycle, shortest and critical paths). NetworkX (`compute.py`) stays
 the model these follow: a graph is an `nx.DiGraph` built from the graph's node and edge
-lists in their order, parallel edges collapsed to the heaviest; every answer here equals `compute.analyze`'s (floats to 1e-9), which the tests
-check on seeded graphs of several shapes.
+lists in their order, parallel edges collapsed to the heaviest; every answer here equals
+`compute.analyze`'s (floats to 1e-9), which the tests check on seeded graphs of several
+shapes.
 
 A graph is converted once (`prepare`) into a `Prepared`: node i is the i-th node, adjacency
 lists in NetworkX's order (first appearance of each edge, also as CSR arrays) and the
