@@ -159,10 +159,13 @@ def test_the_cost_model_sends_quadratic_metrics_to_the_pool_and_spreads_them() -
     assert cost.estimate(["summary", "dag", "levels"], 10, 12) < budget
     # the example: a 400-node, 1,599-edge betweenness stalled every port inline
     assert cost.estimate(["betweenness"], 400, 1599) > 5 * budget
-    groups = cost.plan(sorted(compute.METRICS), 50_000, 200_000, workers=2)
-    assert sorted(m for g in groups for m in g) == sorted(compute.METRICS)
-    assert len(groups) == 2 and not {"betweenness", "closeness"} <= set(groups[0])
-    assert cost.plan(["betweenness", "summary"], 50_000, 200_000, workers=1) == [
+    for fast in (False, True):
+        groups = cost.plan(sorted(compute.METRICS), 50_000, 200_000, workers=2, fast=fast)
+        assert sorted(m for g in groups for m in g) == sorted(compute.METRICS)
+        assert len(groups) == 2 and not {"betweenness", "closeness"} <= set(groups[0])
+    # compiled, communities weigh as much as betweenness: they go to different workers
+    assert not any({"betweenness", "communities"} <= set(g) for g in groups)
+    assert cost.plan(["betweenness", "summary"], 50_000, 200_000, workers=1, fast=True) == [
         ["betweenness", "summary"]]
     # only large analyses load the compiled kernels; anything inline is far below them
     assert not cost.compiled(cost.estimate(sorted(compute.METRICS), 100, 400))

@@ -168,9 +168,11 @@ async def _run(ctx: ServiceContext, gid: str, data: bytes, metrics: list[str],
     pool = ctx.runtime.pool
     budget = ctx.settings.inline_budget_ms / 1000
     seconds = cost.estimate(metrics, nodes, edges)
-    groups = cost.plan(metrics, nodes, edges, pool.size) if seconds >= budget else [metrics]
+    fast = cost.compiled(seconds)
+    groups = cost.plan(metrics, nodes, edges, pool.size, fast) if seconds >= budget else [
+        metrics]
     parts = await asyncio.gather(*(
-        pool.submit(kernels.analyze_stored, gid, data, group, options, cost.compiled(seconds),
+        pool.submit(kernels.analyze_stored, gid, data, group, options, fast,
                     size=round(seconds * 1e6), threshold=round(budget * 1e6))
         for group in groups))
     merged = {k: v for part in parts for k, v in part.items()}
