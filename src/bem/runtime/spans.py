@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 # Probes, scrapes and the dashboard's reads of the span buffer, many a minute on every
 # port: spans of them would bury the requests.
-UNTRACED = frozenset({"/health", "/health/live", "/health/ready", "/metrics", "/traces/local"})
+UNTRACED = frozenset({"/health", "/health/live", "/health/ready", "/metrics", "/traces/local",
+                      "/traces", "/traces/slowest"})
 # Requests answered before FastAPI routes them (the gateway's GraphQL and REST routing) are
 # named by their first path segment when it is one of these, else `unmatched`.
 _NAMED_PREFIXES = frozenset({*ALL_SERVICES, "graphql"})
