@@ -169,3 +169,16 @@ def test_log_lines_carry_trace_and_span_ids() -> None:
     assert "trace_id" not in outside and outside["level"] == "info"
     for handler in logger.handlers[:]:
         logger.removeHandler(handler)
+
+
+async def test_a_trace_its_caller_did_not_sample_is_not_recorded_anywhere(
+        traced: object, sample: dict[str, object]) -> None:
+    dag = url_of(traced, "dag_alpha")  # type: ignore[arg-type]
+    unsampled = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-00"
+    async with httpx.AsyncClient(timeout=30) as http:
+        r = await http.post(dag + "/run", json={"graph": sample},
+                            headers={"traceparent": unsampled})
+        assert r.status_code == 200
+        spans = (await http.get(dag + "/traces/local",
+                                params={"trace_ids": "ab" * 16})).json()["spans"]
+    assert spans == []

@@ -20,6 +20,7 @@ dashboard reads to draw the slowest recent traces (services/dashboard/traces.py)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -28,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace import sampling as samplers
@@ -195,6 +197,9 @@ class Tracing:
             inner_processor._metrics = drops
         self.buffer = SpanBuffer()
         self.sampler = sampler(settings)
+        # Under a parent-based sampler a span whose parent is not sampled is not either: no
+        # need to ask the SDK for one (~20 us each); the parent's non-recording span stands in.
+        self.parent_based = settings.otel_traces_sampler.startswith("parentbased_")
         self._resource = {"service.namespace": "bem", "service.version": runtime.version,
                           "service.instance.id": runtime.instance_id,
                           "bem.cluster": runtime.cluster, "host.name": socket.gethostname(),
@@ -244,6 +249,11 @@ class Tracing:
     def start(self, service: str, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
               attributes: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         """A current span of `service` (a context manager), with `bem.service` set."""
+        if self.parent_based and kwargs.get("context") is None:
+            current = trace.get_current_span()
+            ctx = current.get_span_context()
+            if ctx.is_valid and not ctx.trace_flags.sampled:
+                return contextlib.nullcontext(current)
         attrs = {"bem.service": service, **(attributes or {})}
         return self.tracer(service).start_as_current_span(name, kind=kind, attributes=attrs,
                                                           **kwargs)

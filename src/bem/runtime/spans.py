@@ -155,6 +155,8 @@ async def pool_task(tracing: Tracing, run: Callable[..., Awaitable[Any]],
     with tracing.start(service, "pool.task", attributes={"bem.pool.task": task}) as span:
         traced = TracedFn(fn, tracing.carrier().get(TRACEPARENT, ""))
         value, start, end, pid = await run(traced, *args, timeout=timeout)
+        if not span.is_recording():
+            return value
         tracing.tracer(service).start_span(
             "pool.execute", context=trace.set_span_in_context(span), start_time=start,
             attributes={"bem.service": service, "bem.pool.task": task,
