@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 import time
@@ -42,12 +41,10 @@ def _settings_or_exit(**overrides: object) -> Settings:
         raise SystemExit(EXIT_USAGE) from None
 
 
-def configure_logging(level: str, name: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), stream=sys.stderr,
-        format=f"%(asctime)s %(levelname)-7s [{name}] %(name)s: %(message)s")
-    # uvicorn's own loggers would print one "Started server process" line per service.
-    logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, logging.root.level))
+def configure_logging(settings: Settings, name: str) -> None:
+    from bem.runtime.logs import configure
+
+    configure(settings.log_level, name, settings.log_format, settings.tracing)
 
 
 def run_loop(coro: object) -> int:
@@ -65,7 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"bem serve: unknown cluster or service {target!r}; choose one of: "
               f"{', '.join(SERVE_TARGETS)}", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(settings.log_level, target)
+    configure_logging(settings, target)
     # Before NumPy is imported anywhere in this process or its pool's forkserver.
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(settings.numpy_threads)
@@ -85,7 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
-    configure_logging(settings.log_level, "up")
+    configure_logging(settings, "up")
     from bem.clusters.launcher import Launcher
 
     launcher = Launcher(settings, args.topology, restart=not args.no_restart)

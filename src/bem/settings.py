@@ -122,6 +122,28 @@ class Settings(BaseSettings):
     cache_ttl: int = Field(86_400, ge=1, description="TTL of cached results in Redis, seconds")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="debug | info | warning | error")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text | json (one JSON object a line, with trace and span ids)")
+
+    # --- tracing (OpenTelemetry's standard variables; runtime/tracing.py) --------------------
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP collector base URL (traces go to <it>/v1/traces); "
+                          "setting it turns tracing on")
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces URL, used as is; setting it turns tracing on")
+    otel_exporter_otlp_protocol: Literal["http/protobuf"] | None = Field(
+        None, description="only http/protobuf is supported")
+    otel_traces_exporter: Literal["otlp", "console", "none"] | None = Field(
+        None, description="otlp | console | none (none: off even with an endpoint)")
+    otel_traces_sampler: Literal[
+        "always_on", "always_off", "traceidratio", "parentbased_always_on",
+        "parentbased_always_off", "parentbased_traceidratio"] = Field(
+        "parentbased_always_on", description="OpenTelemetry sampler name")
+    otel_traces_sampler_arg: float | None = Field(
+        None, ge=0, le=1, description="ratio of the traceidratio samplers (default 1.0)")
+    otel_service_name: str | None = Field(
+        None, description="service.name of every span of the process (default: each "
+                          "member service is its own)")
 
     # --- limits --------------------------------------------------------------------------------
     max_body_size: ByteSize = Field(parse_byte_size("10MB"), description="request body limit")
@@ -145,7 +167,10 @@ class Settings(BaseSettings):
         256, ge=1, description="open connections per client address on the gateway ports")
 
     @field_validator("redis_url", "backend_compute_url", "backend_logic_url",
-                     "backend_gateway_url", "data_dir", "functor_types_path", mode="before")
+                     "backend_gateway_url", "data_dir", "functor_types_path",
+                     "otel_exporter_otlp_endpoint", "otel_exporter_otlp_traces_endpoint",
+                     "otel_exporter_otlp_protocol", "otel_traces_exporter",
+                     "otel_traces_sampler_arg", "otel_service_name", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -165,6 +190,13 @@ class Settings(BaseSettings):
         if gateway:
             return self.bind_host
         return self.backend_bind_host or self.bind_host
+
+    @property
+    def tracing(self) -> bool:
+        """Tracing is on when an endpoint is set or OTEL_TRACES_EXPORTER names an exporter."""
+        if self.otel_traces_exporter is not None:
+            return self.otel_traces_exporter != "none"
+        return bool(self.otel_exporter_otlp_endpoint or self.otel_exporter_otlp_traces_endpoint)
 
     @property
     def api_key_set(self) -> frozenset[str]:

@@ -39,15 +39,16 @@ PROFILES = {
     "minimal": {"compute-cluster", "logic-cluster", "redis-cache"},
     "development": {"compute-cluster", "logic-cluster", "redis-cache", "api-gateway"},
     "monitoring": {"compute-cluster", "logic-cluster", "redis-cache", "prometheus", "grafana",
-                   "node-exporter"},
+                   "node-exporter", "jaeger"},
     "full": {"compute-cluster", "logic-cluster", "redis-cache", "api-gateway", "prometheus",
-             "grafana", "node-exporter"},
+             "grafana", "node-exporter", "jaeger"},
 }
 SCALABLE = ("compute-cluster", "logic-cluster")
 # the documented health endpoint of each upstream image, on its own port
 UPSTREAM_HEALTH = {"prometheus": "http://localhost:9090/-/healthy",
                    "grafana": "http://localhost:3000/api/health",
-                   "node-exporter": "http://localhost:9100/metrics"}
+                   "node-exporter": "http://localhost:9100/metrics",
+                   "jaeger": "http://localhost:14269/"}
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +125,7 @@ def test_host_ports_do_not_clash(path: Path) -> None:
 
 def test_only_the_gateway_and_the_monitoring_uis_publish(optimized: dict[str, Any]) -> None:
     publishing = {name for name, s in optimized.items() if s.get("ports")}
-    assert publishing == {"api-gateway", "prometheus", "grafana"}
+    assert publishing == {"api-gateway", "prometheus", "grafana", "jaeger"}
     assert sorted(host_ports(optimized["api-gateway"])) == sorted(ports_of("gateway"))
 
 
@@ -300,7 +301,8 @@ def test_every_image_can_be_the_offline_one(path: Path) -> None:
     for name, service in load_yaml(path)["services"].items():
         variable = re.fullmatch(r"\$\{([A-Z_]+):-[^}]+\}", service["image"])
         assert variable, f"{name}: image {service['image']} is not a variable with a default"
-        if variable[1] not in ("BEM_IMAGE", "BEM_LEGACY_IMAGE", "GRAFANA_IMAGE"):
+        if variable[1] not in ("BEM_IMAGE", "BEM_LEGACY_IMAGE", "GRAFANA_IMAGE",
+                               "JAEGER_IMAGE"):
             assert offline[variable[1]].startswith("bem-offline/"), name
     built = re.findall(r"\[([a-z-]+)\]=\"", (DEPLOY / "offline" / "base-images.sh").read_text())
     assert {f"bem-offline/{i}:bookworm" for i in built} >= {

@@ -25,6 +25,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bem.clusters import CLUSTERS
+from bem.settings import load_settings
 from tests.deploy.files import CLUSTER_SERVICE, DEPLOY, load_yaml, ports_of
 from tests.support import RedisServer, make_settings, redis_server, run_cluster, url_of
 
@@ -274,3 +275,19 @@ def test_promtool_accepts_the_config_and_rules(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"SUCCESS: {len(alert_rules())} rules found" in done.stdout
+
+
+def test_grafana_reads_traces_from_the_stacks_jaeger() -> None:
+    [datasource] = load_yaml(GRAFANA / "provisioning/datasources/jaeger.yml")["datasources"]
+    assert datasource["type"] == "jaeger" and datasource["url"] == "http://jaeger:16686"
+    compose = load_yaml(COMPOSE)["services"]
+    jaeger = compose["jaeger"]
+    assert {"4318", "16686"} <= set(jaeger["expose"])  # OTLP/HTTP in, the UI Grafana reads
+    assert jaeger["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
+    assert "jaeger" in compose["grafana"]["depends_on"]
+    assert set(jaeger["profiles"]) == {"monitoring", "full"}
+    # The clusters export there once the endpoint is set; empty (the default) is off.
+    env = compose["compute-cluster"]["environment"]
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "${OTEL_EXPORTER_OTLP_ENDPOINT:-}"
+    assert not load_settings(otel_exporter_otlp_endpoint="").tracing
+    assert load_settings(otel_exporter_otlp_endpoint="http://jaeger:4318").tracing

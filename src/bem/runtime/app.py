@@ -21,6 +21,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bem.errors import BemError
+from bem.runtime import tracing
 from bem.runtime.health import HEALTH_CONTENT_TYPE, cluster_health, health_response, service_health
 from bem.runtime.legacy import install_process
 from bem.runtime.metrics import METRICS_CONTENT_TYPE, MetricsMiddleware
@@ -240,4 +241,5 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, limit=ctx.settings.max_body_size)
     app.add_middleware(GraceExpiredMiddleware, runtime=ctx.runtime)
     app.add_middleware(MetricsMiddleware, metrics=ctx.runtime.metrics, service=spec.name)
+    tracing.install(app, ctx)  # outermost: the span covers everything above
     return app

@@ -12,12 +12,15 @@ import asyncio
 import hashlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from bem.runtime.metrics import SHARED, Metrics
 from bem.runtime.redis_link import RedisLink
+
+if TYPE_CHECKING:
+    from bem.runtime.otel import Tracing
 
 KEY_PREFIX = "bem:cache:"
 _ENTRY_OVERHEAD = 120  # bytes per L1 entry beyond key and value: dict slot, OrderedDict link
@@ -92,6 +95,7 @@ class Cache:
         }
         self._bytes = metrics.cache_bytes.labels(SHARED, c)
         self._entries = metrics.cache_entries.labels(SHARED, c)
+        self.tracing: Tracing | None = None  # set by the runtime when tracing is on
 
     @staticmethod
     def key(operation: str, key_input: Any) -> str:
@@ -99,6 +103,13 @@ class Cache:
 
     async def get_raw(self, key: str) -> tuple[bytes | None, str]:
         """Look a key up in L1 then Redis; returns (value, level it came from or 'miss')."""
+        if self.tracing is not None:
+            from bem.runtime.spans import cache_lookup
+
+            return await cache_lookup(self.tracing, self._lookup, key)  # type: ignore[no-any-return]
+        return await self._lookup(key)
+
+    async def _lookup(self, key: str) -> tuple[bytes | None, str]:
         value = self.l1.get(key)
         if value is not None:
             self._m["l1", "hit"].inc()

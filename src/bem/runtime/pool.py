@@ -35,10 +35,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bem.errors import BemError, ServiceUnavailable, UpstreamTimeout
 from bem.runtime.metrics import SHARED, Metrics
+
+if TYPE_CHECKING:
+    from bem.runtime.otel import Tracing
 
 log = logging.getLogger("bem.pool")
 
@@ -128,6 +131,7 @@ class ComputePool:
         self._m_restarts = metrics.pool_restarts
         self._m_inline = metrics.inline_tasks.labels(SHARED, c)
         self._cluster = c
+        self.tracing: Tracing | None = None  # set by the runtime when tracing is on
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -178,6 +182,14 @@ class ComputePool:
 
     async def run(self, fn: Callable[..., Any], *args: Any, timeout: float | None = None) -> Any:
         """Run in a worker. A crash is retried once on a fresh worker, then 503."""
+        if self.tracing is not None:
+            from bem.runtime.spans import pool_task
+
+            return await pool_task(self.tracing, self._run, fn, args, timeout)
+        return await self._run(fn, *args, timeout=timeout)
+
+    async def _run(self, fn: Callable[..., Any], *args: Any, timeout: float | None = None
+                   ) -> Any:
         if self.size == 0:
             self._m_inline.inc()
             return fn(*args)

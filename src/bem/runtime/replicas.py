@@ -20,11 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from bem.errors import BemError, ServiceUnavailable, UpstreamTimeout
 from bem.runtime.registry import Balancer
 from bem.runtime.upstream import Answer, Broken, Headers, NotSent, Upstream
+
+if TYPE_CHECKING:
+    from bem.runtime.otel import Tracing
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 ATTEMPTS = 2  # the first try and one retry on another replica
@@ -104,6 +108,7 @@ class Replicas:
         self.balancer = balancer
         self.upstream = upstream
         self.timeout = timeout
+        self.tracing: Tracing | None = None  # set by the runtime when tracing is on
 
     async def send(self, request: Request, buffer_limit: int | None = None) -> Answer:
         """The answer of a replica (the caller releases it), or the BemError of RULES.
@@ -111,6 +116,8 @@ class Replicas:
         Answers up to `buffer_limit` bytes are read whole (so that a replica dying mid-answer
         is retried); None reads every answer whole.
         """
+        if self.tracing is not None:  # the current span's context, not what a client sent
+            request = replace(request, headers=self.tracing.headers(request.headers))
         tried: list[str] = []
         last: Answer | None = None
         error: BemError | None = None

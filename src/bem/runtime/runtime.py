@@ -26,6 +26,7 @@ from bem.runtime.pool import ComputePool
 from bem.runtime.redis_link import RedisLink
 from bem.runtime.registry import Registry
 from bem.runtime.service import ServiceContext, ServiceSpec
+from bem.runtime.tracing import build as build_tracing
 from bem.settings import Settings
 
 log = logging.getLogger("bem.runtime")
@@ -41,6 +42,7 @@ class Runtime:
         self.pid = os.getpid()
         self.instance_id = f"{socket.gethostname()}-{self.pid}-{secrets.token_hex(3)}"
         self.metrics = Metrics(cluster)
+        self.tracing = build_tracing(settings, self)  # None when tracing is off
         redis_up = self.metrics.redis_up.labels(SHARED, cluster)
         self.redis = RedisLink(settings.redis_url, on_change=lambda up: redis_up.set(int(up)))
         self.cache = Cache(settings.cache_size, self.redis, self.metrics, settings.cache_ttl)
@@ -51,7 +53,9 @@ class Runtime:
             preload=[m for s in specs for m in s.compute_modules])
         self.registry = Registry(settings, self.redis, instance_id=self.instance_id,
                                  cluster=cluster)
-        self.client = ServiceClient(self, self.registry)
+        self.client = ServiceClient(self, self.registry) if self.tracing is None else \
+            self.tracing.client(self, self.registry)
+        self.cache.tracing = self.pool.tracing = self.client.replicas.tracing = self.tracing
         self.bus = PulseBus(self.redis, listen=any(s.subscribes for s in specs))
         self.contexts: dict[str, ServiceContext] = {s.name: ServiceContext(s, self)
                                                     for s in specs}
@@ -82,7 +86,8 @@ class Runtime:
         if self._lag_sampler is not None:
             self._lag_sampler.cancel()
         for closer in (self.registry.deregister, self.pool.close, self.bus.close,
-                       self.client.close, self.redis.close):
+                       self.client.close, self.redis.close,
+                       *([self.tracing.close] if self.tracing else [])):
             try:
                 await closer()
             except Exception as exc:

@@ -11,6 +11,7 @@ from fastapi import Query
 
 from bem.errors import NotFound, ServiceUnavailable
 from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
+from bem.runtime.tracing import event_context
 from bem.services.callback_engine import legacy
 from bem.services.callback_engine.consumer import Engine
 from bem.services.callback_engine.eventlog import EventLog, MemoryLog
@@ -79,7 +80,8 @@ def _health(ctx: ServiceContext) -> dict[str, dict[str, Any]]:
 async def submit_events(body: SubmitRequest, ctx: Ctx) -> SubmitAnswer:
     """Append pulse events to the log; 202 once appended (a resent key is a duplicate)."""
     now = round(time.time(), 3)
-    events = [{**e.model_dump(mode="json"), "accepted_at": now} for e in body.events]
+    trace = event_context(ctx)  # continued by the consumer, wherever and whenever it runs
+    events = [{**e.model_dump(mode="json"), "accepted_at": now, **trace} for e in body.events]
     engine = _engine(ctx)
     appended = await engine.log.append(events)
     dups = sum(dup for _, dup in appended)

@@ -23,6 +23,7 @@ from typing import Any
 
 from bem.errors import BemError, ServiceUnavailable, UpstreamTimeout
 from bem.runtime.service import ServiceContext
+from bem.runtime.tracing import event_spans
 from bem.services.callback_engine import compute
 from bem.services.callback_engine.eventlog import Entry, EventLog, Finished
 
@@ -60,6 +61,7 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         m = ctx.runtime.metrics
         self.outcomes = {o: m.events.labels(ctx.name, m.cluster, o) for o in OUTCOMES}
+        self.spans = event_spans(ctx)  # None when tracing is off
         self._lag = m.event_lag.labels(ctx.name, m.cluster)
 
     async def start(self) -> None:
@@ -129,6 +131,11 @@ class Engine:
         return len(entries)
 
     async def handle(self, entries: list[Entry], prior: dict[str, int]) -> None:
+        if self.spans is not None:
+            return await self.spans.consume(entries, prior, self._handle)
+        return await self._handle(entries, prior)
+
+    async def _handle(self, entries: list[Entry], prior: dict[str, int]) -> None:
         graphs = await self._graphs({e.event.get("graph_id") for e in entries})
         done: list[Finished] = []
         deferred: BaseException | None = None
@@ -149,7 +156,9 @@ class Engine:
             attempts = prior.get(entry.event_id, 0) + 1
             done.append(Finished(entry, record(entry, "processed", attempts, result, None),
                                  "processed", pulses))
-        for f, fresh in zip(done, await self.log.finish(done), strict=True):
+        finished = await (self.log.finish(done) if self.spans is None
+                          else self.spans.finish(done, self.log.finish))
+        for f, fresh in zip(done, finished, strict=True):
             self.outcomes[f.status if fresh else "redelivered"].inc()
         if deferred is not None:
             self.outcomes["deferred"].inc(len(entries) - len(done))

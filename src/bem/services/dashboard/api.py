@@ -11,6 +11,7 @@ import base64
 import hashlib
 from functools import cache
 from importlib import resources
+from typing import Any
 
 from fastapi import FastAPI, Response
 from fastapi.responses import HTMLResponse
@@ -18,6 +19,7 @@ from fastapi.responses import HTMLResponse
 from bem.errors import NotFound
 from bem.gateway.access import install_access
 from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
+from bem.services.dashboard import traces
 from bem.services.dashboard.collect import collector
 from bem.services.dashboard.models import ClusterReport, PlatformHealth
 
@@ -74,13 +76,13 @@ async def overview(ctx: Ctx) -> PlatformHealth:
 
 
 @cache
-def _page() -> tuple[str, str]:
+def _page(page: str = "index.html", script: str = "dashboard.js") -> tuple[str, str]:
     """The page with its CSS and JS inlined (one request, nothing off-site) and the CSP that
     allows exactly those two inline blocks."""
     static = resources.files(__package__).joinpath("static")
     css = static.joinpath("dashboard.css").read_text()
-    js = static.joinpath("dashboard.js").read_text()
-    html = (static.joinpath("index.html").read_text()
+    js = static.joinpath(script).read_text()
+    html = (static.joinpath(page).read_text()
             .replace("/*STYLE*/", css).replace("/*SCRIPT*/", js))
 
     def digest(text: str) -> str:
@@ -100,8 +102,23 @@ def _setup(app: FastAPI, ctx: ServiceContext) -> None:
     @app.get("/", response_class=HTMLResponse, tags=["page"])
     async def page() -> HTMLResponse:
         """The health page (self-contained: inline CSS and JS, same-origin requests only)."""
-        html, csp = _page()
-        return HTMLResponse(html, headers={"Content-Security-Policy": csp,
-                                           "Cache-Control": "no-store",
-                                           "X-Content-Type-Options": "nosniff"})
+        return _html(*_page())
+
+    @app.get("/traces", response_class=HTMLResponse, tags=["page"])
+    async def traces_page() -> HTMLResponse:
+        """The slowest recent traces per service, as span waterfalls (same kind of page)."""
+        return _html(*_page("traces.html", "traces.js"))
+
+
+def _html(html: str, csp: str) -> HTMLResponse:
+    return HTMLResponse(html, headers={"Content-Security-Policy": csp,
+                                       "Cache-Control": "no-store",
+                                       "X-Content-Type-Options": "nosniff"})
+
+
+@service.operation("GET", "/traces/slowest")
+async def slowest_traces(ctx: Ctx) -> dict[str, Any]:
+    """The slowest recent traces per service, from every process's span buffer, laid out
+    as waterfalls (what the `/traces` page draws); `enabled` is false when tracing is off."""
+    return await traces.slowest(ctx.runtime)
 

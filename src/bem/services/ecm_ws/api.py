@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from bem.errors import BemError
 from bem.gateway.access import install_access
 from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
+from bem.runtime.tracing import traced_handler
 from bem.services.ecm_ws import legacy, protocol
 from bem.services.ecm_ws.hub import QUEUE_LIMIT, Connection, Hub
 
@@ -218,6 +219,7 @@ async def converse(ctx: ServiceContext, ws: WebSocket, heartbeat: float | None,
     """One accepted connection: its greeting, then each message in order, answered through
     the connection's outbox (hub.py: one writer, replies never dropped)."""
     hub = _hub(ctx)
+    handler = traced_handler(ctx, handler)
     conn = hub.open(ws, heartbeat)
     writer = asyncio.create_task(conn.write_loop(), name=f"ws-writer-{conn.id}")
     try:

@@ -28,6 +28,7 @@ from bem.errors import ERROR_TYPES, BemError, NotFound
 from bem.gateway.access import install_access
 from bem.runtime.app import error_response
 from bem.runtime.service import ERROR_RESPONSES, ServiceContext, ServiceSpec
+from bem.runtime.tracing import trace_resolvers
 from bem.services.graphql.routing import (
     METHODS,
     ROUTABLE,
@@ -186,6 +187,8 @@ def _setup(app: FastAPI, ctx: ServiceContext) -> None:
     # Imported here: building the schema is work only a process serving the gateway does.
     from bem.services.graphql import cytoscape
     from bem.services.graphql.schema import MAX_SUBSCRIPTIONS, schema
+
+    trace_resolvers(ctx, schema)
 
     async def context() -> dict[str, Any]:  # async: a sync one would run in a thread
         return {"ctx": ctx}
