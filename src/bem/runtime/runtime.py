@@ -81,7 +81,7 @@ class Runtime:
         errors: list[BaseException] = []
         if self._lag_sampler is not None:
             self._lag_sampler.cancel()
-        for closer in (self.registry.deregister, self.pool.close, self.bus.close,
+        for closer in (self.pool.close, self.bus.close,
                        self.client.close, self.redis.close):
             try:
                 await closer()

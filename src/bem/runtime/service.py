@@ -239,7 +239,6 @@ class ServiceSpec:
     name: str
     title: str
     description: str
-    gateway: bool = False
     uses_pool: bool = False
     subscribes: bool = False  # consumes the pulse bus: its process listens from start-up
     compute_modules: tuple[str, ...] = ()

@@ -30,7 +30,6 @@ service = ServiceSpec(
         "health aggregated fail > warn > pass (an unreachable replica is fail), and an HTML "
         "page at `/` that shows clusters, replicas, status and key metrics, refreshing "
         "itself."),
-    gateway=True,
 )
 
 _HEALTH_DOC = {503: {"model": PlatformHealth, "description": "some cluster fails"}}

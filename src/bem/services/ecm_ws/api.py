@@ -41,7 +41,6 @@ service = ServiceSpec(
         "platform's relay protocol for its clients (a `connection_established` welcome, a "
         "`status: \"received\"` receipt per message, pulse messages submitted to the "
         "callback engine; see docs/migration.md)."),
-    gateway=True,
     subscribes=True,
 )
 

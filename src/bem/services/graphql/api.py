@@ -52,7 +52,6 @@ service = ServiceSpec(
         "except health. For the old platform's clients: its GraphQL operations are "
         "deprecated fields of the schema, and `ws://HOST:PORT/ws/cytoscape` streams pulses "
         "and graph changes as its old server did (docs/migration.md)."),
-    gateway=True,
     subscribes=True,
 )
 
