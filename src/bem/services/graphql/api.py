@@ -26,7 +26,7 @@ from strawberry.types.graphql import OperationType
 
 from bem.errors import ERROR_TYPES, BemError, NotFound
 from bem.gateway.access import install_access
-from bem.runtime.app import error_response
+from bem.runtime.handlers import error_response
 from bem.runtime.service import ERROR_RESPONSES, ServiceContext, ServiceSpec
 from bem.services.graphql.routing import (
     METHODS,
