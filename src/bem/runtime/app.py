@@ -20,7 +20,7 @@ from bem.runtime.handlers import install_error_handlers
 from bem.runtime.legacy import install_process
 from bem.runtime.metrics import MetricsMiddleware
 from bem.runtime.routes import install_common_routes
-from bem.runtime.service import ServiceContext
+from bem.runtime.runtime import ServiceContext
 
 
 def create_app(ctx: ServiceContext) -> FastAPI:

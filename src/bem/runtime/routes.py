@@ -7,7 +7,7 @@ from fastapi.responses import Response
 
 from bem.runtime.health import HEALTH_CONTENT_TYPE, cluster_health, health_response, service_health
 from bem.runtime.metrics import METRICS_CONTENT_TYPE
-from bem.runtime.service import ServiceContext
+from bem.runtime.runtime import ServiceContext
 
 
 def install_common_routes(app: FastAPI, ctx: ServiceContext) -> None:

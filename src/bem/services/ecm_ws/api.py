@@ -17,8 +17,11 @@ from fastapi import FastAPI, WebSocket
 from pydantic import BaseModel, Field
 
 from bem.errors import BemError
+from bem.gateway import Gateway
 from bem.gateway.access import install_access
-from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
+from bem.runtime.runtime import Ctx, ServiceContext
+from bem.runtime.service import ServiceSpec
+from bem.services.callback_engine.api import submit_events
 from bem.services.ecm_ws import legacy, protocol
 from bem.services.ecm_ws.hub import QUEUE_LIMIT, Connection, Hub
 
@@ -103,7 +106,7 @@ async def ws_info(ctx: Ctx) -> WsInfo:
 async def submit_event(ctx: ServiceContext, msg: protocol.ClientMessage) -> str:
     """Hand one event to the callback engine: an `ack`, or an `error` with its 4xx/5xx."""
     try:
-        result = await ctx.call("callback_engine", "submit_events", {"events": [msg.payload]})
+        result = await ctx.call(submit_events, {"events": [msg.payload]})
     except BemError as exc:
         message = exc.message.replace("events[0].", "payload.").replace("events[0]", "payload")
         return protocol.error(exc.code, message, field=protocol.event_field(exc.field),
@@ -163,7 +166,7 @@ async def answer_legacy(ctx: ServiceContext, msg: legacy.OldMessage) -> str:
     if pulse is None:
         return legacy.received(msg)
     try:
-        result = await ctx.call("callback_engine", "submit_events", {"events": pulse.events})
+        result = await ctx.call(submit_events, {"events": pulse.events})
     except BemError as exc:  # not appended (a 503 while the log is down): not "received"
         return legacy.refused(msg, exc, pulse)
     return legacy.accepted(msg, _plain(result), pulse)
@@ -234,7 +237,7 @@ async def converse(ctx: ServiceContext, ws: WebSocket, heartbeat: float | None,
 
 @service.setup
 def _setup(app: FastAPI, ctx: ServiceContext) -> None:
-    install_access(app, ctx)
+    install_access(app, ctx.settings, Gateway.of(ctx.runtime).buckets)
 
     @app.websocket(PATH)
     async def websocket(ws: WebSocket) -> None:
