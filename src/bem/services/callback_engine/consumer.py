@@ -25,7 +25,6 @@ from bem.errors import BemError, ServiceUnavailable, UpstreamTimeout
 from bem.runtime.runtime import ServiceContext
 from bem.services.callback_engine import compute
 from bem.services.callback_engine.eventlog import Entry, EventLog, Finished
-from bem.services.graph_runtime.api import get_graph, sample
 
 log = logging.getLogger("bem.callback_engine")
 
@@ -182,6 +181,8 @@ class Engine:
         return {**out, **dict(zip(missing, found, strict=True))}
 
     async def _fetch(self, gid: str | None) -> compute.GraphIndex:
+        # a peer: imported on the first call, not at start-up
+        from bem.services.graph_runtime.api import get_graph, sample
         if gid is None:
             graph = await self.ctx.call(sample)
         else:

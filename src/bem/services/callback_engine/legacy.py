@@ -36,7 +36,6 @@ from bem.models.legacy import ID_KEYS, OldComponents, invalid, scalars
 from bem.runtime.runtime import ServiceContext
 from bem.runtime.service import OldPayload
 from bem.services.callback_engine.models import MAX_EVENTS_PER_REQUEST, SubmitAnswer
-from bem.services.graph_runtime.api import store_graph
 
 Submit = Callable[..., Awaitable[SubmitAnswer]]  # the service's own operation, handed in
 
@@ -117,6 +116,8 @@ def events(callbacks: list[OldCallback], graph_id: str, key: str) -> list[dict[s
 
 async def submit(ctx: ServiceContext, callbacks: list[OldCallback], key: str,
                  submit_events: Submit) -> dict[str, Any]:
+    # a peer: imported on the first call, not at start-up
+    from bem.services.graph_runtime.api import store_graph
     stored = await ctx.call(store_graph, graph_of(callbacks))
     batch = events(callbacks, stored.graph_id, key)
     accepted = await ctx.call(submit_events, {"events": batch})

@@ -21,9 +21,7 @@ from bem.runtime.runtime import Ctx, ServiceContext
 from bem.runtime.service import ServiceSpec
 from bem.services.dag_alpha import compute, legacy  # plain Python, no NumPy: cheap
 from bem.services.dag_alpha.models import RunRequest, RunResult
-from bem.services.graph_runtime.api import analyze, get_graph
 from bem.services.graph_runtime.models import AnalyzeRequest
-from bem.services.sfde.api import evaluate
 
 service = ServiceSpec(
     name="dag_alpha",
@@ -48,6 +46,8 @@ _ROWS_AFFECTED = re.compile(r" \(\d+ rows affected\)$")
 @service.operation("POST", "/run", idempotent=True)
 async def run(body: RunRequest, ctx: Ctx) -> RunResult:
     """Evaluate the alpha functors of a graph (inline or stored) in topological levels."""
+    # a peer: imported on the first call, not at start-up
+    from bem.services.graph_runtime.api import get_graph
     if body.graph is not None:
         graph = body.graph
     else:
@@ -69,6 +69,8 @@ service.legacy_payloads = legacy.payloads(run)
 
 
 async def _run(ctx: ServiceContext, graph: Graph, source: dict[str, Any]) -> dict[str, Any]:
+    # a peer: imported on the first call, not at start-up
+    from bem.services.graph_runtime.api import analyze
     nodes = compute.alpha_nodes(graph)  # local checks first: no peer call for a bad node
     weight_of = compute.weights(graph, nodes)
     # A cycle is already a 422 naming it; the graph was validated: no error of ours here.
@@ -104,6 +106,8 @@ async def _run(ctx: ServiceContext, graph: Graph, source: dict[str, Any]) -> dic
 async def _evaluate(ctx: ServiceContext, functor: str, batch: Sequence[Any]
                     ) -> dict[str, list[float]]:
     """One vectorised sfde call for the nodes of one functor in one level."""
+    # a peer: imported on the first call, not at start-up
+    from bem.services.sfde.api import evaluate
     formula = compute.FUNCTORS[functor].formula
     try:
         # A mapping, not an EvaluateRequest: the columns are the client's attributes, and

@@ -30,8 +30,6 @@ from bem.runtime.runtime import ServiceContext
 from bem.runtime.service import OldPayload
 from bem.services.dag_alpha.compute import FUNCTORS
 from bem.services.dag_alpha.models import RunResult
-from bem.services.functor_types.api import get_type
-from bem.services.graph_runtime.api import sample
 
 Run = Callable[..., Awaitable[RunResult]]  # the service's own operation, handed in
 
@@ -139,6 +137,8 @@ def _to_components(picked: list[tuple[int, OldComponent]]) -> Callable[[str], st
 
 async def serve_dag_request(old: DagRequest, ctx: ServiceContext, _key: str, *, run: Run
                             ) -> dict[str, Any]:
+    # a peer: imported on the first call, not at start-up
+    from bem.services.graph_runtime.api import sample
     project = await ctx.call(sample)
     graph = induced(project.model_dump(mode="json"), old.node_sequence)
     return answer(await ctx.call(run, {"graph": graph}), dag_id=old.dag_id)
@@ -146,6 +146,8 @@ async def serve_dag_request(old: DagRequest, ctx: ServiceContext, _key: str, *, 
 
 async def serve_components(old: OldComponents, ctx: ServiceContext, _key: str, *, run: Run
                            ) -> dict[str, Any]:
+    # a peer: imported on the first call, not at start-up
+    from bem.services.functor_types.api import get_type
     picked = old.selected()
     detail = await ctx.call(get_type, name=FUNCTOR_TYPE)
     props = detail.attributes.get("properties", {})

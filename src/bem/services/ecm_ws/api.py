@@ -21,7 +21,6 @@ from bem.gateway import Gateway
 from bem.gateway.access import install_access
 from bem.runtime.runtime import Ctx, ServiceContext
 from bem.runtime.service import ServiceSpec
-from bem.services.callback_engine.api import submit_events
 from bem.services.ecm_ws import legacy, protocol
 from bem.services.ecm_ws.hub import QUEUE_LIMIT, Connection, Hub
 
@@ -105,6 +104,8 @@ async def ws_info(ctx: Ctx) -> WsInfo:
 
 async def submit_event(ctx: ServiceContext, msg: protocol.ClientMessage) -> str:
     """Hand one event to the callback engine: an `ack`, or an `error` with its 4xx/5xx."""
+    # a peer: imported on the first call, not at start-up
+    from bem.services.callback_engine.api import submit_events
     try:
         result = await ctx.call(submit_events, {"events": [msg.payload]})
     except BemError as exc:
@@ -159,6 +160,8 @@ def heartbeat_of(ws: WebSocket) -> float:
 
 async def answer_legacy(ctx: ServiceContext, msg: legacy.OldMessage) -> str:
     """The receipt of an old message; one carrying a pulse is submitted first."""
+    # a peer: imported on the first call, not at start-up
+    from bem.services.callback_engine.api import submit_events
     try:
         pulse = legacy.pulse_of(msg)
     except BemError as exc:

@@ -29,7 +29,6 @@ from bem.services.optimization.models import (
     SelectRequest,
     SelectResult,
 )
-from bem.services.sfde.api import evaluate
 
 SELECTION = "bem.services.optimization.selection"
 # HiGHS's run time does not follow from the size (a 200-variable knapsack can take seconds),
@@ -144,6 +143,9 @@ async def parameters(body: ParametersRequest, ctx: Ctx) -> ParametersResult:
     """Minimise or maximise an sfde formula output over bounded variables, with constraints."""
     from bem.services.optimization.parameters import solve
     from bem.services.optimization.sfde_problem import SfdeBatch, blocking, compile_problem
+
+    # a peer: imported on the first call, not at start-up
+    from bem.services.sfde.api import evaluate
 
     _check_time_limit(ctx, body.time_limit)
     spec = await compile_problem(ctx, body)
