@@ -38,7 +38,9 @@ from tests.support import (  # noqa: E402
     run_cluster,
 )
 
+from bem.clusters import PLACEMENT  # noqa: E402
 from bem.runtime.runtime import Runtime  # noqa: E402
+from bem.services.sfde.api import get_formula  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -65,24 +67,22 @@ def summary(samples: list[float]) -> dict[str, float]:
 async def measure_hop(calls: int) -> dict[str, Any]:
     plan = port_plan()
     remote_proc = ClusterProcess("sfde", base_env(plan), plan).start().wait_ready()
-    payload = {"name": "simple_beam_udl"}
     try:
         async with run_cluster("sfde") as sup:
             local = sup.runtime
-            caller = Runtime(make_settings(sfde_port=plan["sfde"]), "bench", [])
+            caller = Runtime(make_settings(sfde_port=plan["sfde"]), "bench", [], PLACEMENT)
             await caller.start()
             try:
                 ctx = local.contexts["sfde"]
-                op = ctx.spec.get("get_formula")
 
                 async def direct() -> Any:
-                    return await op.fn(name="simple_beam_udl", ctx=ctx)
+                    return await get_formula(name="simple_beam_udl", ctx=ctx)
 
                 async def in_process() -> Any:
-                    return await local.client.call("sfde", "get_formula", payload)
+                    return await local.client.call(get_formula, name="simple_beam_udl")
 
                 async def over_http() -> Any:
-                    return await caller.client.call("sfde", "get_formula", payload)
+                    return await caller.client.call(get_formula, name="simple_beam_udl")
 
                 for fn in (direct, in_process, over_http):  # warm-up
                     await timed(fn, 200)

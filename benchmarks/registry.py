@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))  # for tests.support when run as a script
 
 from tests.support import make_settings, redis_server  # noqa: E402
 
-from bem.clusters import members  # noqa: E402
+from bem.clusters import PLACEMENT, members  # noqa: E402
 from bem.runtime.runtime import Runtime  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -84,7 +84,7 @@ async def run(keys: int, lookups: int) -> dict[str, Any]:
         try:
             await fill(r, keys)
             for cluster in ("compute", "logic", "gateway"):
-                rt = Runtime(make_settings(redis_url=server.url), cluster, [])
+                rt = Runtime(make_settings(redis_url=server.url), cluster, [], PLACEMENT)
                 await rt.redis.start()
                 addresses = {s: f"http://127.0.0.1:{5000 + i}"
                              for i, s in enumerate(members(cluster))}

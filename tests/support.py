@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from bem.clusters import ALL_SERVICES, members
+from bem.clusters import ALL_SERVICES, PLACEMENT, members
 from bem.clusters.launcher import die_with_parent
 from bem.runtime.supervisor import Supervisor
 from bem.services import spec
@@ -195,7 +195,8 @@ async def run_cluster(target: str = "single", settings: Settings | None = None,
                       services: Sequence[str] | None = None) -> AsyncIterator[Supervisor]:
     """Serve a cluster in this event loop; yields the started Supervisor (see `.ports`)."""
     names = services or members(target)
-    sup = Supervisor(settings or make_settings(), target, [spec(n) for n in names])
+    sup = Supervisor(settings or make_settings(), target, [spec(n) for n in names],
+                     PLACEMENT)
     task = asyncio.create_task(sup.run(install_signals=False))
     started = asyncio.create_task(sup.started.wait())
     done, _ = await asyncio.wait([task, started], return_when=asyncio.FIRST_COMPLETED)

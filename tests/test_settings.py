@@ -37,9 +37,9 @@ def test_every_bad_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_static_peer_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert static_url(load_settings(), "sfde") == "http://127.0.0.1:5003"
+    assert static_url(load_settings(), "sfde", "compute") == "http://127.0.0.1:5003"
     monkeypatch.setenv("BACKEND_COMPUTE_URL", "http://compute-cluster")
     monkeypatch.setenv("BACKEND_LOGIC_URL", "http://logic-cluster:9999")
     s = load_settings()
-    assert static_url(s, "graph_runtime") == "http://compute-cluster:5004"
-    assert static_url(s, "optimization") == "http://logic-cluster:5005"  # own port wins
+    assert static_url(s, "graph_runtime", "compute") == "http://compute-cluster:5004"
+    assert static_url(s, "optimization", "logic") == "http://logic-cluster:5005"  # own port wins

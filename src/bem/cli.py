@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -63,16 +62,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
               f"{', '.join(SERVE_TARGETS)}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(settings, target)
-    # Before NumPy is imported anywhere in this process or its pool's forkserver.
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[name] = str(settings.numpy_threads)
+    from bem.runtime.pool import limit_blas_threads
 
-    from bem.clusters import members
+    limit_blas_threads(settings.numpy_threads)  # before NumPy is imported in this process
+
+    from bem.clusters import PLACEMENT, members
     from bem.runtime.supervisor import EXIT_STARTUP_FAILURE, StartupError, Supervisor
     from bem.services import spec
 
     specs = [spec(name) for name in members(target)]
-    supervisor = Supervisor(settings, target, specs)
+    supervisor = Supervisor(settings, target, specs, PLACEMENT)
     try:
         return run_loop(supervisor.run())
     except StartupError as exc:

@@ -70,6 +70,24 @@ class ValidationFailed(BemError):
     status = 422
     code = "validation_error"
 
+    @classmethod
+    def naming(cls, details: list[dict[str, Any]]) -> ValidationFailed:
+        """One error for many problems (`details`: `field`, `message`, `type` each): the
+        message names the first LISTED_PROBLEMS, counts the rest; `field` is the first's."""
+        return cls(problems_message(details) or "invalid input",
+                   field=details[0]["field"] if details else None, details=details)
+
+
+LISTED_PROBLEMS = 5  # problems one message names; the rest are counted, all are in details
+
+
+def problems_message(details: list[dict[str, Any]]) -> str:
+    """`a: why; b: why; ...; and N more`: the wording of every multi-problem error."""
+    message = "; ".join(f"{d['field']}: {d['message']}" for d in details[:LISTED_PROBLEMS])
+    if len(details) > LISTED_PROBLEMS:
+        message += f"; and {len(details) - LISTED_PROBLEMS} more"
+    return message
+
 
 class RateLimited(BemError):
     status = 429

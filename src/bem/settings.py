@@ -20,18 +20,6 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SERVICE_NAMES = (
-    "dag_alpha",
-    "functor_types",
-    "callback_engine",
-    "sfde",
-    "graph_runtime",
-    "optimization",
-    "graphql",
-    "ecm_ws",
-    "dashboard",
-)
-
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 

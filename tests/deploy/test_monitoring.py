@@ -25,6 +25,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bem.clusters import CLUSTERS
+from bem.services.graph_runtime import api as graph_runtime
 from bem.settings import load_settings
 from tests.deploy.files import CLUSTER_SERVICE, DEPLOY, load_yaml, ports_of
 from tests.support import RedisServer, make_settings, redis_server, run_cluster, url_of
@@ -129,7 +130,7 @@ async def drive_traffic(sup: Any) -> None:
         assert (await http.get("/graphs/0000")).status_code == 404
         for service in sup.ports:
             assert (await http.get(f"{url_of(sup, service)}/health")).status_code == 200
-    await sup.runtime.client.call("graph_runtime", "analyze", body, caller="dag_alpha")
+    await sup.runtime.client.call(graph_runtime.analyze, body, caller="dag_alpha")
     assert await sup.runtime.pool.run(math.factorial, 20) == math.factorial(20)
 
 

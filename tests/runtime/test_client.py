@@ -10,8 +10,10 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from bem.clusters import PLACEMENT
 from bem.errors import NotFound, ServiceUnavailable, ValidationFailed
 from bem.runtime.runtime import Runtime
+from bem.services.graph_runtime import api as graph_runtime
 from tests.support import RedisServer, free_port, make_settings, run_cluster
 
 
@@ -20,7 +22,7 @@ async def pair() -> AsyncIterator[tuple[Runtime, Runtime]]:
     """graph_runtime served in-loop, and a runtime without services that calls it remotely."""
     async with run_cluster("graph_runtime") as sup:
         remote = Runtime(make_settings(graph_runtime_port=sup.ports["graph_runtime"]),
-                         "caller", [])
+                         "caller", [], PLACEMENT)
         await remote.start()
         try:
             yield sup.runtime, remote
@@ -46,17 +48,17 @@ async def test_same_answer_in_process_and_over_http(pair: tuple[Runtime, Runtime
     local, remote = pair
     request = {"graph": sample, "metrics": ["summary", "levels", "critical_path", "pagerank",
                                             "communities", "dag"]}
-    here = await local.client.call("graph_runtime", "analyze", request)
-    there = await remote.client.call("graph_runtime", "analyze", request)
+    here = await local.client.call(graph_runtime.analyze, request)
+    there = await remote.client.call(graph_runtime.analyze, request)
     assert type(here) is type(there)
     assert dump(here) == dump(there)
-    stored_here = await local.client.call("graph_runtime", "store_graph", sample)
-    stored_there = await remote.client.call("graph_runtime", "get_graph",
-                                            {"graph_id": stored_here.graph_id})
+    stored_here = await local.client.call(graph_runtime.store_graph, sample)
+    stored_there = await remote.client.call(graph_runtime.get_graph,
+                                            graph_id=stored_here.graph_id)
     assert stored_there.graph_id == stored_here.graph_id
     assert calls(local, "inprocess") == 2 and calls(remote, "http") == 2
     for _ in range(5):  # one call after another: one kept-alive connection serves them all
-        await remote.client.call("graph_runtime", "sample")
+        await remote.client.call(graph_runtime.sample)
     base = local.addresses["graph_runtime"]
     assert remote.client.replicas.upstream.connections(base) == 1
 
@@ -67,22 +69,22 @@ async def test_errors_keep_their_class_and_message(pair: tuple[Runtime, Runtime]
     errors = []
     for rt in (local, remote):
         with pytest.raises(ValidationFailed) as info:
-            await rt.client.call("graph_runtime", "analyze", bad)
+            await rt.client.call(graph_runtime.analyze, bad)
         errors.append((info.value.message, info.value.field))
     assert errors[0] == errors[1]
     assert "edges[0].target: unknown node 'Z'" in errors[0][0]
     for rt in (local, remote):
         with pytest.raises(NotFound, match="graph_id"):
-            await rt.client.call("graph_runtime", "get_graph", {"graph_id": "absent"})
+            await rt.client.call(graph_runtime.get_graph, graph_id="absent")
 
 
 async def test_unreachable_peer_is_a_clear_503() -> None:
-    rt = Runtime(make_settings(graph_runtime_port=free_port()), "caller", [])
+    rt = Runtime(make_settings(graph_runtime_port=free_port()), "caller", [], PLACEMENT)
     await rt.start()
     try:
         with pytest.raises(ServiceUnavailable,
                            match="graph_runtime is unavailable: no connection to http://"):
-            await rt.client.call("graph_runtime", "sample")
+            await rt.client.call(graph_runtime.sample)
     finally:
         await rt.close()
 
@@ -92,7 +94,7 @@ async def test_registry_replicas_and_failover(redis: RedisServer,
     """Two registered replicas, one dead: calls fail over and the dead one is ejected."""
     settings = make_settings(redis_url=redis.url)
     async with run_cluster("graph_runtime", settings) as sup:
-        rt = Runtime(settings, "caller", [])
+        rt = Runtime(settings, "caller", [], PLACEMENT)
         await rt.start()
         dead = f"http://127.0.0.1:{free_port()}"
         seconds, _ = await rt.redis.client.time()  # type: ignore[union-attr]
@@ -104,7 +106,7 @@ async def test_registry_replicas_and_failover(redis: RedisServer,
             urls = await rt.registry.urls("graph_runtime")
             assert sorted(urls) == sorted([dead, sup.runtime.addresses["graph_runtime"]])
             for _ in range(4):  # non-idempotent too: a refused connection never reached it
-                stored = await rt.client.call("graph_runtime", "store_graph", sample)
+                stored = await rt.client.call(graph_runtime.store_graph, sample)
                 assert stored.nodes == 10
             assert rt.client.balancer.ejected() == [dead]
         finally:
@@ -133,7 +135,7 @@ async def test_supervisor_registers_and_deregisters(redis: RedisServer) -> None:
 async def test_a_replica_that_stops_beating_disappears(redis: RedisServer) -> None:
     """No deregistration (as after a SIGKILL): its entry outlives it by REGISTRY_TTL at most."""
     settings = make_settings(redis_url=redis.url, registry_ttl=1.0)
-    rt = Runtime(settings, "ghost", [])
+    rt = Runtime(settings, "ghost", [], PLACEMENT)
     await rt.start()
     try:
         await rt.registry.register({"sfde": "http://127.0.0.1:1"}, pid=1)

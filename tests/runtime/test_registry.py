@@ -14,14 +14,17 @@ from typing import Any
 
 import pytest
 
+from bem.clusters import PLACEMENT
 from bem.errors import ServiceUnavailable
 from bem.runtime import registry as registry_module
 from bem.runtime.runtime import Runtime
+from bem.services.graph_runtime import api as graph_runtime
+from bem.services.sfde import api as sfde
 from tests.support import RedisServer, make_settings, run_cluster
 
 
 async def started(**overrides: Any) -> Runtime:
-    rt = Runtime(make_settings(**overrides), "caller", [])
+    rt = Runtime(make_settings(**overrides), "caller", [], PLACEMENT)
     await rt.start()
     return rt
 
@@ -31,7 +34,7 @@ async def test_a_name_that_does_not_resolve_is_a_503_naming_it(redis: RedisServe
                        graph_runtime_port=5004)
     try:
         with pytest.raises(ServiceUnavailable) as info:
-            await rt.client.call("graph_runtime", "sample")
+            await rt.client.call(graph_runtime.sample)
         assert "no replica of graph_runtime is registered and its static address " \
                "http://compute-cluster.invalid:5004 does not resolve" in info.value.message
         assert info.value.headers["Retry-After"] == "1"
@@ -52,12 +55,12 @@ async def test_a_slow_resolver_costs_one_bounded_wait_then_none(
     monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", never_answers)
     try:
         began = time.monotonic()
-        results = await asyncio.gather(*(rt.client.call("graph_runtime", "sample")
+        results = await asyncio.gather(*(rt.client.call(graph_runtime.sample)
                                          for _ in range(20)), return_exceptions=True)
         first = time.monotonic() - began
         began = time.monotonic()
         with pytest.raises(ServiceUnavailable, match="no DNS answer within 1 s"):
-            await rt.client.call("sfde", "list_formulas")
+            await rt.client.call(sfde.list_formulas)
         again = time.monotonic() - began
     finally:
         await rt.close()
@@ -74,7 +77,7 @@ async def test_a_name_that_resolves_is_used(redis: RedisServer) -> None:
         rt = await started(redis_url=redis.url, backend_compute_url="http://localhost",
                            graph_runtime_port=sup.ports["graph_runtime"])
         try:
-            sample = await rt.client.call("graph_runtime", "sample")
+            sample = await rt.client.call(graph_runtime.sample)
             assert len(sample.nodes) == 10
             assert await rt.registry.urls("graph_runtime") == [
                 f"http://localhost:{sup.ports['graph_runtime']}"]

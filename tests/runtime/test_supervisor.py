@@ -98,6 +98,7 @@ import asyncio, os, signal, time
 from bem.runtime import supervisor
 from bem.services import spec
 from tests.support import make_settings
+from bem.clusters import PLACEMENT
 
 supervisor.STOP_MARGIN = 1.0
 sfde = spec("sfde")
@@ -108,7 +109,7 @@ async def stuck(_ctx):
     time.sleep(120)
 
 async def main():
-    sup = supervisor.Supervisor(make_settings(grace_period=0.5), "sfde", [sfde])
+    sup = supervisor.Supervisor(make_settings(grace_period=0.5), "sfde", [sfde], PLACEMENT)
     asyncio.get_running_loop().call_later(1.0, os.kill, os.getpid(), signal.SIGTERM)
     return await sup.run()
 

@@ -6,6 +6,8 @@ service name) and hosts exactly those services; everything else is a remote peer
 
 from __future__ import annotations
 
+from bem.runtime.placement import Placement
+
 CLUSTERS: dict[str, tuple[str, ...]] = {
     "compute": ("dag_alpha", "sfde", "graph_runtime"),
     "logic": ("functor_types", "callback_engine", "optimization"),
@@ -14,6 +16,7 @@ CLUSTERS: dict[str, tuple[str, ...]] = {
 CLUSTER_OF: dict[str, str] = {svc: name for name, members in CLUSTERS.items() for svc in members}
 ALL_SERVICES: tuple[str, ...] = tuple(svc for members in CLUSTERS.values() for svc in members)
 GATEWAY_SERVICES = frozenset(CLUSTERS["gateway"])
+PLACEMENT = Placement(cluster_of=CLUSTER_OF, gateway=GATEWAY_SERVICES)  # what the runtime is given
 
 # topology -> the processes it runs, each a `bem serve` target
 TOPOLOGIES: dict[str, tuple[str, ...]] = {

@@ -41,7 +41,6 @@ class Child:
         self.target = target
         self.process: asyncio.subprocess.Process | None = None
         self.restarts = 0
-        self.started_at = 0.0
 
     @property
     def running(self) -> bool:
@@ -92,7 +91,6 @@ class Launcher:
         child.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bem", "serve", child.target, env=self.env,
             start_new_session=True, preexec_fn=die_with_parent)
-        child.started_at = time.monotonic()
         self.say(f"  started {child.target:<16} pid {child.process.pid}")
 
     async def _wait_healthy(self, start: float) -> bool:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from bem.clusters import CLUSTER_OF
 from bem.compat.catalogue import Case, Http, Receive, Send, WebSocket
 from bem.runtime.registry import static_url
 from bem.settings import Settings
@@ -46,7 +47,7 @@ def service_urls(settings: Settings, base: str | None, services: set[str]) -> di
     """scheme://host:port of each service: `base`'s host on each service's own port, or
     the settings' static addresses (BACKEND_<CLUSTER>_URL / BACKEND_HOST, <SERVICE>_PORT)."""
     if base is None:
-        return {s: static_url(settings, s) for s in services}
+        return {s: static_url(settings, s, CLUSTER_OF[s]) for s in services}
     parts = urlsplit(base if "://" in base else f"http://{base}")
     if parts.port is not None or parts.path not in ("", "/") or not parts.hostname:
         raise ValueError(f"give scheme://host only (got {base!r}): every service is "

@@ -160,9 +160,6 @@ async def _deny(scope: MutableMapping[str, Any], send: Any, status: int, code: s
         await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
 
 
-def install_access(app: Any, ctx: Any) -> None:
-    """Add the middleware to a gateway app; the buckets are shared by the whole process."""
-    settings: Settings = ctx.settings
-    buckets = ctx.runtime.shared.setdefault(
-        "rate_limit", TokenBuckets(settings.rate_limit_rps, settings.rate_limit_burst))
+def install_access(app: Any, settings: Settings, buckets: TokenBuckets) -> None:
+    """Add the middleware to a gateway app (`buckets`: the process's, `Gateway.buckets`)."""
     app.add_middleware(AccessMiddleware, settings=settings, buckets=buckets)

@@ -17,13 +17,6 @@ AttrValue = (Annotated[float, Field(allow_inf_nan=False)]
              | Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | bool | str)
 NodeId = str
 
-PHASE_FUNCTOR_TYPE: dict[str, str] = {
-    "alpha": "stateless_spatial",
-    "beta": "local_calcs",
-    "gamma": "aggregator",
-}
-
-
 class Node(BaseModel):
     """A component of the project."""
 

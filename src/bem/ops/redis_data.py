@@ -19,13 +19,13 @@ import orjson
 import redis
 from redis.exceptions import RedisError, ResponseError
 
+from bem import redis_keys
+
 # A restore writes each key under this prefix first, then renames it into place; a restore
 # that dies in between leaves its staged keys to expire after STAGING_TTL_MS at most.
-STAGING_PREFIX = b"bem:restoring:"
+STAGING_PREFIX = redis_keys.RESTORING.encode()
 STAGING_TTL_MS = 3_600_000
-# Replica heartbeats describe the processes of one deployment; restored elsewhere they would
-# point the balancer at addresses that do not exist. Staged keys are a restore under way.
-EXCLUDED_PREFIXES = (b"bem:registry:", STAGING_PREFIX)
+EXCLUDED_PREFIXES = tuple(p.encode() for p in redis_keys.NOT_BACKED_UP)
 BATCH = 1000  # keys per SCAN page and per MULTI of TYPE/PTTL/DUMP or pipeline of RESTOREs
 
 Progress = Callable[[str], None]

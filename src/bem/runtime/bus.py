@@ -19,11 +19,12 @@ from typing import Any
 
 import orjson
 
+from bem import redis_keys
 from bem.runtime.redis_link import OUTAGE_ERRORS, RedisLink, raise_if_cancelled
 
 log = logging.getLogger("bem.bus")
 
-CHANNEL_PREFIX = "bem:bus:"
+CHANNEL_PREFIX = redis_keys.BUS
 QUEUE_SIZE = 1000
 
 

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from bem import redis_keys
 from bem.runtime.metrics import SHARED, Metrics
 from bem.runtime.redis_link import RedisLink
 
 if TYPE_CHECKING:
     from bem.runtime.otel import Tracing
 
-KEY_PREFIX = "bem:cache:"
+KEY_PREFIX = redis_keys.CACHE
 _ENTRY_OVERHEAD = 120  # bytes per L1 entry beyond key and value: dict slot, OrderedDict link
 
 

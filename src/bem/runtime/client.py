@@ -1,7 +1,10 @@
-"""The service client: `call(service, operation, payload)`, wherever the peer runs.
+"""The service client: `call(operation, body, **params)`, wherever the peer runs.
 
-Local peer (same process): the operation's Python function is called directly; the payload
-is validated exactly as the HTTP route would validate it, and no JSON is produced. Remote
+The operation is the peer's function itself (`from bem.services.sfde.api import evaluate`),
+so jump-to-definition, renames and type checks work across the hop; the answer is its
+response model. Local peer (same process): the function is called directly; the body and
+parameters are validated exactly as the HTTP route would validate them (a model instance
+as it is), and no JSON is produced. Remote
 peer: one HTTP request over a pooled connection to a replica chosen by the balancer; an
 error answer is re-raised as the same BemError class the peer raised. Either way the caller
 gets the operation's response model.
@@ -17,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -26,29 +30,33 @@ import orjson
 from bem.errors import BemError, ValidationFailed, error_from_body
 from bem.runtime.registry import Balancer, Registry
 from bem.runtime.replicas import Outcome, Replicas, Request, failure
-from bem.runtime.service import Operation
+from bem.runtime.service import Operation, operation_of
 from bem.runtime.upstream import IDLE_SECONDS, Upstream
-from bem.services import spec as service_spec
 
 if TYPE_CHECKING:
-    from bem.runtime.runtime import Runtime
-    from bem.runtime.service import ServiceContext
+    from bem.runtime.metrics import Metrics
+    from bem.settings import Settings
 
 _JSON = [(b"content-type", b"application/json"), (b"accept", b"application/json")]
-# (operation, local context or None, counter key of a success, of a failure)
-_Route = tuple[Operation, "ServiceContext | None", tuple[str, ...], tuple[str, ...]]
+# (operation, local ServiceContext or None, counter key of a success, of a failure). The
+# contexts are only passed on to the operations: typed `Any`, so that this module does not
+# import bem.runtime.runtime, which imports it.
+_Route = tuple[Operation, Any, tuple[str, ...], tuple[str, ...]]
+R = TypeVar("R")
 
 
 class ServiceClient:
-    def __init__(self, runtime: Runtime, registry: Registry) -> None:
-        self.runtime = runtime
-        settings = runtime.settings
+    def __init__(self, settings: Settings, metrics: Metrics, registry: Registry,
+                 local: Mapping[str, Any]) -> None:
+        """`local`: the services of this process (called in-process), by name."""
+        self.metrics = metrics
+        self.local = local
         self.timeout = settings.request_timeout
         self.balancer = Balancer(registry)
         self.replicas = Replicas(self.balancer, Upstream(settings.connection_pool_size),
                                  self.timeout)
-        self._calls = runtime.metrics.calls
-        self._routes: dict[tuple[str, str, str], _Route] = {}
+        self._calls = metrics.calls
+        self._routes: dict[tuple[str, Callable[..., Any]], _Route] = {}
         self._http: aiohttp.ClientSession | None = None
 
     @property
@@ -71,16 +79,18 @@ class ServiceClient:
         key = (caller, op.service, op.name, transport, outcome)
         self._calls[key] = self._calls.get(key, 0) + 1
 
-    async def call(self, service: str, operation: str, payload: Any = None, *,
-                   caller: str = "client") -> Any:
-        route = self._routes.get((caller, service, operation)) or \
-            self._route(caller, service, operation)
+    async def call(self, operation: Callable[..., Awaitable[R]], body: Any = None, /, *,
+                   caller: str = "client", **params: Any) -> R:
+        """`operation` (a function registered with `@spec.operation`) wherever its service
+        runs; `body` its request model (or a mapping of its fields), `params` its path and
+        query parameters by name. Returns its response model."""
+        route = self._routes.get((caller, operation)) or self._route(caller, operation)
         op, ctx, ok, error = route
         if ctx is None:
-            return await self._remote(op, payload, caller)
+            return await self._remote(op, body, params, caller)  # type: ignore[no-any-return]
         try:
             async with asyncio.timeout(self.timeout) as limit:
-                result = await op.fn(**op.bind(payload), ctx=ctx)
+                result = await op.fn(**op.bind(body, params), ctx=ctx)
         except BemError:
             self._calls[error] += 1
             raise
@@ -88,26 +98,27 @@ class ServiceClient:
             if not limit.expired():
                 raise  # the operation's own, not this call's time limit
             self._calls[error] += 1
-            raise failure(Outcome.TIMEOUT, service, "in this process", op.name,
+            raise failure(Outcome.TIMEOUT, op.service, "in this process", op.name,
                           self.timeout, "") from None
         self._calls[ok] += 1
-        return result
+        return result  # type: ignore[no-any-return]
 
-    def _route(self, caller: str, service: str, operation: str) -> _Route:
+    def _route(self, caller: str, operation: Callable[..., Any]) -> _Route:
         """Resolve once per (caller, operation): where the peer runs never changes for the
         life of the process, and the hot path then costs one dict lookup."""
-        op = service_spec(service).get(operation)
-        route = (op, self.runtime.contexts.get(service),
-                 (caller, service, op.name, "inprocess", "ok"),
-                 (caller, service, op.name, "inprocess", "error"))
+        op = operation_of(operation)
+        route = (op, self.local.get(op.service),
+                 (caller, op.service, op.name, "inprocess", "ok"),
+                 (caller, op.service, op.name, "inprocess", "error"))
         if route[1] is not None:
             for key in route[2:]:  # plain dict `+= 1` on the hot path needs the keys present
                 self._calls.setdefault(key, 0)
-        self._routes[caller, service, operation] = route
+        self._routes[caller, operation] = route
         return route
 
-    async def _remote(self, op: Operation, payload: Any, caller: str) -> Any:
-        path_params, query, body = op.split(payload)
+    async def _remote(self, op: Operation, body: Any, params: dict[str, Any], caller: str
+                      ) -> Any:
+        path_params, query, body = op.split(body, params)
         path = op.path.format(**{k: quote(str(v), safe="") for k, v in path_params.items()})
         if query := _query(query):
             path += "?" + urlencode(query)
@@ -116,7 +127,7 @@ class ServiceClient:
         except orjson.JSONEncodeError as exc:  # e.g. nested deeper than orjson encodes
             raise ValidationFailed(f"body: cannot be sent as JSON ({exc})",
                                    field="body") from None
-        m = self.runtime.metrics
+        m = self.metrics
         start = time.perf_counter()
         request = Request(service=op.service, method=op.method.encode(),
                           target=path.encode(), headers=_JSON, body=content,

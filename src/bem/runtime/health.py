@@ -13,8 +13,7 @@ import orjson
 from fastapi.responses import Response
 
 if TYPE_CHECKING:
-    from bem.runtime.runtime import Runtime
-    from bem.runtime.service import ServiceContext
+    from bem.runtime.runtime import Runtime, ServiceContext
 
 HEALTH_CONTENT_TYPE = "application/health+json"
 _RANK = {"pass": 0, "warn": 1, "fail": 2}

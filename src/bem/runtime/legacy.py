@@ -29,14 +29,9 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, Field, SkipValidation, create_model
 from pydantic import ValidationError as PydanticValidationError
 
-from bem.errors import BemError, ValidationFailed
-from bem.runtime.service import (
-    ERROR_RESPONSES,
-    OldPayload,
-    Operation,
-    ServiceContext,
-    validation_failed,
-)
+from bem.errors import BemError, ValidationFailed, problems_message
+from bem.runtime.runtime import ServiceContext
+from bem.runtime.service import ERROR_RESPONSES, OldPayload, Operation, validation_failed
 
 ENVELOPE = "envelope"  # operation label: the new body inside the old envelope
 UNRECOGNIZED = "unrecognized"  # operation label: data that is no known shape (a 422)
@@ -106,7 +101,7 @@ def readdress(exc: BemError, rename: Callable[[str], str]) -> BemError:
         exc.field = rename(old)
         exc.message = re.sub(rf"(^|; ){re.escape(old)}:", rf"\g<1>{exc.field}:", exc.message)
     if exc.details:
-        exc.message = "; ".join(f"{d['field']}: {d['message']}" for d in exc.details[:5])
+        exc.message = problems_message(exc.details)
     return exc
 
 

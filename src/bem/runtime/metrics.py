@@ -86,6 +86,13 @@ class Metrics:
                                      (*sc, "reason"), registry=r)
         self.inline_tasks = Counter("bem_inline_tasks_total",
                                     "compute jobs small enough to run inline", sc, registry=r)
+        self.trace_spans_dropped = Counter(
+            "bem_trace_spans_dropped_total",
+            "finished spans that never reached the collector, by reason (tracing on)",
+            (*sc, "reason"), registry=r)
+        self.trace_spans_exported = Counter(
+            "bem_trace_spans_exported_total", "finished spans delivered to the collector",
+            sc, registry=r)
         self.cache_requests = Counter("bem_cache_requests_total",
                                       "cache lookups by level and result",
                                       (*sc, "level", "result"), registry=r)

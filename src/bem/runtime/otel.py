@@ -41,13 +41,11 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.trace import SpanKind, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from prometheus_client import Counter
 
 from bem.runtime.metrics import SHARED
-from bem.runtime.tracing import TRACEPARENT
+from bem.runtime.trace_carry import TRACEPARENT
 
 if TYPE_CHECKING:
-    from bem.runtime.runtime import Runtime
     from bem.settings import Settings
 
 log = logging.getLogger("bem.tracing")
@@ -169,16 +167,13 @@ class SpanBuffer(SpanProcessor):
 class Tracing:
     """The tracers of one process (see the module docstring); `runtime.tracing` when on."""
 
-    def __init__(self, settings: Settings, runtime: Runtime) -> None:
+    def __init__(self, settings: Settings, runtime: Any) -> None:
+        """`runtime`: the process's Runtime (typed Any: runtime/tracing.py says why)."""
         self.cluster = runtime.cluster
+        self.services = runtime.placement.services
         self.service_name = settings.otel_service_name
-        registry = runtime.metrics.registry
-        sc = ("service", "cluster")
-        self.dropped = Counter("bem_trace_spans_dropped_total",
-                               "finished spans that never reached the collector, by reason",
-                               (*sc, "reason"), registry=registry)
-        exported = Counter("bem_trace_spans_exported_total",
-                           "finished spans delivered to the collector", sc, registry=registry)
+        self.dropped = runtime.metrics.trace_spans_dropped
+        exported = runtime.metrics.trace_spans_exported
         self.exporter_name = settings.otel_traces_exporter or "otlp"
         if self.exporter_name == "console":
             inner: SpanExporter = ConsoleSpanExporter()
@@ -220,13 +215,6 @@ class Tracing:
             self._providers.append(provider)
             tracer = self._tracers[service] = provider.get_tracer("bem")
         return tracer
-
-    @staticmethod
-    def client(runtime: Runtime, registry: Any) -> Any:
-        """The service client that traces every call (runtime/spans.py)."""
-        from bem.runtime.spans import TracedClient
-
-        return TracedClient(runtime, registry)
 
     def carrier(self) -> dict[str, str]:
         """The current trace context as W3C headers (`traceparent`); {} outside any span."""

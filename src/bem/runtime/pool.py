@@ -49,8 +49,16 @@ BASE_PRELOAD = ("bem.runtime.pool", "numpy", "scipy.optimize", "scipy.sparse", "
 STILLBORN_SECONDS = 2.0
 WORKER_NICENESS = 10
 IDLE_SECONDS = 120.0  # a worker idle this long is retired; the next pool task starts one
-_BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-             "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+# Every BLAS / OpenMP library NumPy and SciPy may load reads one of these at its own import.
+BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                         "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+
+def limit_blas_threads(threads: int) -> None:
+    """NUMPY_THREADS for every BLAS library loaded from now on in this process and the
+    processes it starts (the pool's forkserver): call it before NumPy is imported."""
+    for name in BLAS_THREAD_VARIABLES:
+        os.environ[name] = str(threads)
 
 
 class WorkerCrashed(Exception):
@@ -141,8 +149,7 @@ class ComputePool:
         self._loop = asyncio.get_running_loop()
         if self.size == 0:
             return
-        for name in _BLAS_ENV:  # inherited by the forkserver before it imports NumPy
-            os.environ[name] = str(self.numpy_threads)
+        limit_blas_threads(self.numpy_threads)  # inherited by the forkserver, before NumPy
         # Read when the first worker starts the forkserver (see the module docstring).
         self._ctx.set_forkserver_preload(list(self.preload))
         self._reaper = self._loop.create_task(self._retire_idle(), name="pool-reaper")

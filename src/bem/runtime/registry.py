@@ -35,22 +35,24 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from bem.clusters import ALL_SERVICES, CLUSTER_OF
+from bem import redis_keys
 from bem.errors import ServiceUnavailable
+from bem.runtime.placement import Placement
 from bem.runtime.redis_link import RedisLink
 from bem.settings import Settings
 
 log = logging.getLogger("bem.registry")
 
-KEY_PREFIX = "bem:registry:"
+KEY_PREFIX = redis_keys.REGISTRY
 LOOKUP_TTL = 1.0  # seconds a registry lookup is reused
 EJECT_SECONDS = 5.0
 STATIC_RESOLVE_TIMEOUT = 1.0  # seconds a request waits for a static address's name
 RESOLVE_TTL = 5.0  # seconds an answer about a name is kept
 
 
-def static_url(settings: Settings, service: str) -> str:
-    base = getattr(settings, f"backend_{CLUSTER_OF[service]}_url", None)
+def static_url(settings: Settings, service: str, cluster: str) -> str:
+    """The address of `service` (of `cluster`) when no replica is registered."""
+    base = getattr(settings, f"backend_{cluster}_url", None)
     port = settings.port_of(service)
     if base:
         parts = urlsplit(base)
@@ -84,8 +86,9 @@ def registry_key(service: str) -> str:
 
 class Registry:
     def __init__(self, settings: Settings, redis: RedisLink, *, instance_id: str,
-                 cluster: str) -> None:
+                 cluster: str, placement: Placement) -> None:
         self.settings = settings
+        self.placement = placement
         self.redis = redis
         self.instance_id = instance_id
         self.cluster = cluster
@@ -138,9 +141,10 @@ class Registry:
             await asyncio.sleep(self.ttl / 3)
             await self._publish()
 
-    async def entries(self, services: Iterable[str] = ALL_SERVICES) -> list[dict[str, Any]]:
+    async def entries(self, services: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Every live registered replica of these services (default: all; the dashboard)."""
-        keys = [registry_key(s) for s in services]
+        keys = [registry_key(s) for s in (self.placement.services if services is None
+                                          else services)]
 
         async def live(r: Any) -> list[dict[str, Any]]:
             found = await r.eval(_LIVE, len(keys), *keys)
@@ -168,7 +172,7 @@ class Registry:
         return urls
 
     async def _static(self, service: str) -> str:
-        url = static_url(self.settings, service)
+        url = static_url(self.settings, service, self.placement.cluster_of[service])
         host = urlsplit(url).hostname or ""
         why = None if _is_address(host) else await self._unresolved(host)
         if why is not None:

@@ -14,30 +14,40 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, FastAPI
 
 from bem import __version__
 from bem.runtime.bus import PulseBus
 from bem.runtime.cache import Cache
 from bem.runtime.client import ServiceClient
 from bem.runtime.metrics import SHARED, Metrics, sample_loop_lag
+from bem.runtime.placement import Placement
 from bem.runtime.pool import ComputePool
 from bem.runtime.redis_link import RedisLink
 from bem.runtime.registry import Registry
-from bem.runtime.service import ServiceContext, ServiceSpec
+from bem.runtime.service import ServiceSpec, request_context
 from bem.runtime.tracing import build as build_tracing
+from bem.runtime.tracing import traced_client
 from bem.settings import Settings
 
 log = logging.getLogger("bem.runtime")
+
+R = TypeVar("R")
 
 
 class Runtime:
     """Settings, metrics, Redis link, cache, pool, registry, client and bus of a process."""
 
-    def __init__(self, settings: Settings, cluster: str, specs: Sequence[ServiceSpec]) -> None:
+    def __init__(self, settings: Settings, cluster: str, specs: Sequence[ServiceSpec],
+                 placement: Placement) -> None:
+        """`specs`: the services this process serves; `placement`: where every service runs
+        (both handed in by `bem serve`: the runtime imports neither)."""
         self.settings = settings
         self.cluster = cluster
+        self.placement = placement
         self.version = __version__
         self.pid = os.getpid()
         self.instance_id = f"{socket.gethostname()}-{self.pid}-{secrets.token_hex(3)}"
@@ -52,15 +62,15 @@ class Runtime:
             task_timeout=settings.task_timeout, metrics=self.metrics,
             preload=[m for s in specs for m in s.compute_modules])
         self.registry = Registry(settings, self.redis, instance_id=self.instance_id,
-                                 cluster=cluster)
-        self.client = ServiceClient(self, self.registry) if self.tracing is None else \
-            self.tracing.client(self, self.registry)
-        self.cache.tracing = self.pool.tracing = self.client.replicas.tracing = self.tracing
+                                 cluster=cluster, placement=placement)
         self.bus = PulseBus(self.redis, listen=any(s.subscribes for s in specs))
         self.contexts: dict[str, ServiceContext] = {s.name: ServiceContext(s, self)
                                                     for s in specs}
+        client = (settings, self.metrics, self.registry, self.contexts)
+        self.client = ServiceClient(*client) if self.tracing is None else \
+            traced_client(self.tracing, *client)
+        self.cache.tracing = self.pool.tracing = self.client.replicas.tracing = self.tracing
         self.addresses: dict[str, str] = {}  # local service -> URL peers reach it at
-        self.shared: dict[str, Any] = {}  # process-wide objects several services share
         self.ready = False
         self.stopping = False
         self._started_at = time.monotonic()
@@ -85,8 +95,7 @@ class Runtime:
         errors: list[BaseException] = []
         if self._lag_sampler is not None:
             self._lag_sampler.cancel()
-        for closer in (self.registry.deregister, self.pool.close, self.bus.close,
-                       self.client.close, self.redis.close,
+        for closer in (self.pool.close, self.bus.close, self.client.close, self.redis.close,
                        *([self.tracing.close] if self.tracing else [])):
             try:
                 await closer()
@@ -94,3 +103,29 @@ class Runtime:
                 log.error("error while closing %s: %s", closer.__qualname__, exc)
                 errors.append(exc)
         return errors
+
+
+class ServiceContext:
+    """What an operation sees: its service, the process runtime and its own state.
+
+    Here, beside the Runtime that builds it and that it refers to, so that the two modules
+    never import each other."""
+
+    def __init__(self, spec: ServiceSpec, runtime: Runtime) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.runtime = runtime
+        self.settings: Settings = runtime.settings
+        self.state: dict[str, Any] = {}  # filled by the service's lifespan hook
+        self.app: FastAPI | None = None  # set by create_app (ASGI calls without a socket)
+
+    async def call(self, operation: Callable[..., Awaitable[R]], body: Any = None, /,
+                   **params: Any) -> R:
+        """Call a peer's operation (the function itself) wherever it runs: `body` is its
+        request model (or a mapping of it, validated as HTTP would: a client's JSON),
+        `params` its path and query parameters by name."""
+        return await self.runtime.client.call(operation, body, caller=self.name, **params)
+
+
+# An operation's `ctx: Ctx` parameter: its ServiceContext, in-process or over HTTP.
+Ctx = Annotated[ServiceContext, Depends(request_context)]

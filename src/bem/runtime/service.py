@@ -7,8 +7,11 @@ An operation is an ordinary FastAPI endpoint registered with `@spec.operation(..
 
 Its signature says everything the service client needs: the pydantic body model, path and
 query parameters, and the response type. So one definition serves HTTP (the FastAPI route)
-and in-process calls (`ctx.call("graph_runtime", "analyze", payload)` calls the function
-directly when the peer lives in the same process).
+and in-process calls: a peer calls the function by reference,
+`await ctx.call(analyze, AnalyzeRequest(...))`, which runs it directly when the peer lives
+in the same process and over HTTP otherwise, and returns an `AnalyzeResult` either way.
+Parameters an in-process call could not supply as HTTP would (headers, cookies,
+dependencies other than `Ctx`, a second body) are refused when the operation is defined.
 
 A spec is static and cheap to import: it never starts anything. Heavy compute modules are
 imported by the operations at call time (and pre-imported by the runtime for local
@@ -23,43 +26,26 @@ import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
+from fastapi import params as fastapi_params
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
 from bem.errors import BemError, ValidationFailed
 
-if TYPE_CHECKING:
-    from bem.runtime.runtime import Runtime
-    from bem.settings import Settings
+# A service's hooks and old-payload servers take its ServiceContext (bem.runtime.runtime,
+# which imports this module: here it is `Any`, so that no import goes back up).
+Context = Any
 
 
-class ServiceContext:
-    """What an operation sees: its service, the process runtime and its own state."""
-
-    def __init__(self, spec: ServiceSpec, runtime: Runtime) -> None:
-        self.spec = spec
-        self.name = spec.name
-        self.runtime = runtime
-        self.settings: Settings = runtime.settings
-        self.state: dict[str, Any] = {}  # filled by the service's lifespan hook
-        self.app: FastAPI | None = None  # set by create_app (ASGI calls without a socket)
-
-    async def call(self, service: str, operation: str, payload: Any = None) -> Any:
-        """Call a peer's operation wherever it runs (in-process or over HTTP)."""
-        return await self.runtime.client.call(service, operation, payload, caller=self.name)
-
-
-async def _context(request: Request) -> ServiceContext:
+async def request_context(request: Request) -> Any:
+    """The FastAPI dependency behind `Ctx`: the ServiceContext of the request's app."""
     # async on purpose: FastAPI runs a sync dependency in its thread pool, and that hop (a
     # thread wake-up and a GIL hand-over, up to the 5 ms switch interval under load) cost
     # more than the rest of a small request.
-    return request.app.state.ctx  # type: ignore[no-any-return]
-
-
-Ctx = Annotated[ServiceContext, Depends(_context)]
+    return request.app.state.ctx
 
 
 class ErrorBody(BaseModel):
@@ -110,11 +96,17 @@ class Operation:
         path_params: list[str] = []
         query_params: list[str] = []
         adapters: dict[str, TypeAdapter[Any]] = {}
-        for name in inspect.signature(fn).parameters:
+        for name, param in inspect.signature(fn).parameters.items():
             hint = hints.get(name)
             if _is_context(hint) or _is_response(hint):
                 continue
+            _check_reproducible(f"{service}.{fn.__name__}", name, param, hint)
             if inspect.isclass(hint) and issubclass(hint, BaseModel):
+                if body_param is not None:
+                    raise TypeError(
+                        f"{service}.{fn.__name__}: a second body parameter {name!r} (after "
+                        f"{body_param!r}): FastAPI would nest both under their names, an "
+                        f"in-process call would not; put them in one model")
                 body_param, body_model = name, hint
                 continue
             (path_params if name in in_path else query_params).append(name)
@@ -128,38 +120,105 @@ class Operation:
                    idempotent=idempotent,
                    summary=(inspect.getdoc(fn) or "").split("\n", 1)[0])
 
-    def bind(self, payload: Any) -> dict[str, Any]:
-        """Turn a call payload into the function's keyword arguments, validating like HTTP.
+    def bind(self, body: Any = None, params: Mapping[str, Any] | None = None
+             ) -> dict[str, Any]:
+        """The function's keyword arguments for a call, validated as HTTP would validate them.
 
-        The payload is the body model instance, or a mapping holding path/query parameters
-        by name and the body's fields.
+        `body` is the body model instance, or a mapping of its fields (validated, errors
+        named by field); `params` the path and query parameters by name.
         """
-        if self.body_model is not None and isinstance(payload, self.body_model):
-            return {self.body_param: payload}  # type: ignore[dict-item]
-        data = _fields(payload)
         kwargs: dict[str, Any] = {}
+        if params:
+            self._unknown(params)
+            for name, value in params.items():
+                where = ("path" if name in self.path_params else "query", name)
+                # A str for a str parameter needs no adapter: the hot path of most calls.
+                if type(value) is str and name in self.str_params:
+                    kwargs[name] = value
+                    continue
+                try:
+                    kwargs[name] = self.param_adapters[name].validate_python(value)
+                except PydanticValidationError as exc:
+                    raise validation_failed(exc.errors(), where) from None
+        if self.body_model is None:
+            if body is not None:
+                raise TypeError(f"{self.service}.{self.name} takes no body")
+            return kwargs
+        if isinstance(body, self.body_model):
+            kwargs[self.body_param] = body  # type: ignore[index]
+            return kwargs
         try:
-            for name in self.params:
-                if name in data:
-                    value = data.pop(name)
-                    # A str for a str parameter needs no adapter: the hot path of most calls.
-                    kwargs[name] = value if type(value) is str and name in self.str_params \
-                        else self.param_adapters[name].validate_python(value)
-            if self.body_model is not None and self.body_param is not None:
-                kwargs[self.body_param] = self.body_model.model_validate(data)
+            kwargs[self.body_param] = self.body_model.model_validate(  # type: ignore[index]
+                _fields(body))
         except PydanticValidationError as exc:
-            prefix = ("body",) if self.body_model is not None else ("query",)
-            raise validation_failed(exc.errors(), prefix) from None
+            raise validation_failed(exc.errors(), ("body",)) from None
         return kwargs
 
-    def split(self, payload: Any) -> tuple[dict[str, Any], dict[str, Any], Any]:
-        """(path params, query params, JSON body) of a payload, for an HTTP call."""
-        if self.body_model is not None and isinstance(payload, self.body_model):
-            return {}, {}, payload.model_dump(mode="json")
-        data = _fields(payload)
-        path = {k: data.pop(k) for k in self.path_params if k in data}
-        query = {k: data.pop(k) for k in self.query_params if k in data}
-        return path, query, (data if self.body_model is not None else None)
+    def split(self, body: Any = None, params: Mapping[str, Any] | None = None
+              ) -> tuple[dict[str, Any], dict[str, Any], Any]:
+        """(path params, query params, JSON body) of a call, for an HTTP request."""
+        params = params or {}
+        self._unknown(params)
+        path = {k: v for k, v in params.items() if k in self.path_params}
+        query = {k: v for k, v in params.items() if k in self.query_params}
+        if self.body_model is None:
+            if body is not None:
+                raise TypeError(f"{self.service}.{self.name} takes no body")
+            return path, query, None
+        if isinstance(body, BaseModel):
+            return path, query, body.model_dump(mode="json")
+        return path, query, _fields(body)
+
+    def _unknown(self, params: Mapping[str, Any]) -> None:
+        unknown = [k for k in params if k not in self.param_adapters]
+        if unknown:  # the caller's code is wrong, not the request
+            raise TypeError(f"{self.service}.{self.name} has no parameter "
+                            f"{', '.join(map(repr, unknown))} (its parameters: "
+                            f"{', '.join(self.params) or 'none'})")
+
+
+def operation_of(fn: Callable[..., Any]) -> Operation:
+    """The operation a function was registered as (`@spec.operation`)."""
+    op = getattr(fn, _OPERATION, None)
+    if op is None:
+        raise TypeError(f"{getattr(fn, '__qualname__', fn)!r} is not a service operation "
+                        f"(register it with @spec.operation)")
+    return op  # type: ignore[no-any-return]
+
+
+_OPERATION = "__bem_operation__"
+# Markers FastAPI reads from a request, which an in-process call has no way to supply.
+_NOT_IN_PROCESS = {fastapi_params.Header: "a header", fastapi_params.Cookie: "a cookie",
+                   fastapi_params.Body: "an explicit Body (or Form, File)",
+                   fastapi_params.Depends: "a dependency (only Ctx is supplied in-process)"}
+
+
+def _check_reproducible(where: str, name: str, param: inspect.Parameter, hint: Any) -> None:
+    """Refuse a parameter an in-process call cannot supply as HTTP does: the two would
+    silently diverge (one definition must serve both the same way)."""
+    if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
+        raise TypeError(f"{where}: parameter {name!r} must be an ordinary keyword parameter")
+    markers = [param.default, *(typing.get_args(hint)[1:]
+                                if typing.get_origin(hint) is Annotated else ())]
+    for marker in markers:
+        for kind, what in _NOT_IN_PROCESS.items():
+            if isinstance(marker, kind):
+                raise TypeError(f"{where}: parameter {name!r} is {what}, which an "
+                                f"in-process call cannot supply; pass it in the body model "
+                                f"or as a path or query parameter")
+    base = typing.get_args(hint)[0] if typing.get_origin(hint) is Annotated else hint
+    if inspect.isclass(base) and issubclass(base, Request | WebSocket):
+        raise TypeError(f"{where}: parameter {name!r} is the raw {base.__name__}, which an "
+                        f"in-process call does not have")
+    if not (inspect.isclass(base) and issubclass(base, BaseModel)) and _holds_model(base):
+        raise TypeError(f"{where}: parameter {name!r} ({base}) holds a model: FastAPI reads "
+                        f"it from the body, an in-process call as a parameter; make the body "
+                        f"one model")
+
+
+def _holds_model(hint: Any) -> bool:
+    return any((inspect.isclass(a) and issubclass(a, BaseModel)) or _holds_model(a)
+               for a in typing.get_args(hint))
 
 
 def _fields(payload: Any) -> dict[str, Any]:
@@ -176,7 +235,10 @@ def _fields(payload: Any) -> dict[str, Any]:
 
 
 def _is_context(hint: Any) -> bool:
-    return typing.get_origin(hint) is Annotated and typing.get_args(hint)[0] is ServiceContext
+    """`Ctx`: what the runtime passes to every call, in-process or over HTTP."""
+    return typing.get_origin(hint) is Annotated and any(
+        isinstance(m, fastapi_params.Depends) and m.dependency is request_context
+        for m in typing.get_args(hint)[1:])
 
 
 def _is_response(hint: Any) -> bool:
@@ -206,11 +268,7 @@ def validation_failed(errors: list[Any] | tuple[Any, ...], prefix: tuple[str, ..
         loc = (*prefix, *err.get("loc", ()))
         details.append({"field": field_path(loc), "message": err.get("msg", "invalid"),
                         "type": err.get("type", "value_error")})
-    message = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
-    if len(details) > 5:
-        message += f"; and {len(details) - 5} more"
-    return ValidationFailed(message or "invalid input",
-                            field=details[0]["field"] if details else None, details=details)
+    return ValidationFailed.naming(details)
 
 
 @dataclass(frozen=True)
@@ -224,12 +282,12 @@ class OldPayload:
 
     name: str  # the old operation, e.g. "sfde_requests": the metric label and OpenAPI title
     model: type[BaseModel]
-    serve: Callable[[Any, ServiceContext, str], Awaitable[dict[str, Any]]]
+    serve: Callable[[Any, Context, str], Awaitable[dict[str, Any]]]
 
 
-Lifespan = Callable[[ServiceContext], AbstractAsyncContextManager[None]]
-HealthCheck = Callable[[ServiceContext], Mapping[str, dict[str, Any]]]
-AppSetup = Callable[[FastAPI, ServiceContext], None]
+Lifespan = Callable[[Context], AbstractAsyncContextManager[None]]
+HealthCheck = Callable[[Context], Mapping[str, dict[str, Any]]]
+AppSetup = Callable[[FastAPI, Context], None]
 
 
 @dataclass
@@ -239,12 +297,13 @@ class ServiceSpec:
     name: str
     title: str
     description: str
-    gateway: bool = False
     uses_pool: bool = False
     subscribes: bool = False  # consumes the pulse bus: its process listens from start-up
     compute_modules: tuple[str, ...] = ()
     legacy_operation: str | None = None  # the new body `POST /process` accepts in `data`
-    legacy_payloads: tuple[OldPayload, ...] = ()  # the old payloads it accepts there too
+    # The old payloads it accepts there too. Set after the operations where serving one
+    # calls them: the legacy module is handed them (it cannot import the API module).
+    legacy_payloads: tuple[OldPayload, ...] = ()
     operations: dict[str, Operation] = field(default_factory=dict)
     router: APIRouter = field(default_factory=APIRouter)
     lifespans: list[Lifespan] = field(default_factory=list)
@@ -266,6 +325,7 @@ class ServiceSpec:
             if op.name in self.operations:
                 raise ValueError(f"{self.name}: operation {op.name!r} defined twice")
             self.operations[op.name] = op
+            setattr(fn, _OPERATION, op)  # callers pass the function: ctx.call(fn, ...)
             self.router.add_api_route(
                 path, fn, methods=[method], name=op.name, status_code=status_code,
                 tags=tags or [self.name], responses={**ERROR_RESPONSES, **(responses or {})},
@@ -273,7 +333,7 @@ class ServiceSpec:
             return fn
         return register
 
-    def lifespan(self, fn: Callable[[ServiceContext], AsyncIterator[None]]) -> Lifespan:
+    def lifespan(self, fn: Callable[[Context], AsyncIterator[None]]) -> Lifespan:
         """Register an async-generator hook run around the service's lifetime."""
         from contextlib import asynccontextmanager
 

@@ -20,23 +20,23 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from strawberry.extensions import SchemaExtension
 
-from bem.clusters import ALL_SERVICES
 from bem.errors import BemError
 from bem.runtime.client import ServiceClient
 from bem.runtime.metrics import SHARED
-from bem.runtime.tracing import TRACEPARENT, TracedFn
+from bem.runtime.trace_carry import TRACEPARENT, TracedFn
+
+ServiceContext = Any  # bem.runtime.runtime.ServiceContext (runtime/tracing.py says why)
 
 if TYPE_CHECKING:
     from bem.runtime.otel import Tracing
-    from bem.runtime.service import Operation, ServiceContext
+    from bem.runtime.service import Operation
 
 # Probes, scrapes and the dashboard's reads of the span buffer, many a minute on every
 # port: spans of them would bury the requests.
 UNTRACED = frozenset({"/health", "/health/live", "/health/ready", "/metrics", "/traces/local",
                       "/traces", "/traces/slowest"})
 # Requests answered before FastAPI routes them (the gateway's GraphQL and REST routing) are
-# named by their first path segment when it is one of these, else `unmatched`.
-_NAMED_PREFIXES = frozenset({*ALL_SERVICES, "graphql"})
+# named by their first path segment when it is a service or `graphql`, else `unmatched`.
 
 
 def current_service() -> str:
@@ -59,6 +59,7 @@ class TraceMiddleware:
         self.app = app
         self.tracing = tracing
         self.service = service
+        self.named = frozenset({*tracing.services, "graphql"})
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] in UNTRACED:
@@ -83,38 +84,41 @@ class TraceMiddleware:
             try:
                 await self.app(scope, receive, send_wrapper)
             finally:
-                route = _route_of(scope)
+                route = _route_of(scope, self.named)
                 span.update_name(f"{method} {route}")
                 span.set_attribute("http.route", route)
                 _server_status(span, status)
 
 
-def _route_of(scope: Mapping[str, Any]) -> str:
+def _route_of(scope: Mapping[str, Any], named: frozenset[str]) -> str:
     template = getattr(scope.get("route"), "path", None)
     if template:
         return str(template)
     first = scope["path"].split("/", 2)[1] if scope["path"].startswith("/") else ""
-    return f"/{first}" if first in _NAMED_PREFIXES else "unmatched"
+    return f"/{first}" if first in named else "unmatched"
 
 
 class TracedClient(ServiceClient):
     """The service client with a CLIENT span per call and, for a local peer, the peer's
     SERVER span (what the peer's middleware would have made had the call gone over HTTP)."""
 
-    async def call(self, service: str, operation: str, payload: Any = None, *,
-                   caller: str = "client") -> Any:
-        tracing = self.runtime.tracing
-        assert tracing is not None
-        attributes = {"rpc.system": "bem", "rpc.service": service, "rpc.method": operation}
-        with tracing.start(caller, f"{service}.{operation}", kind=SpanKind.CLIENT,
-                           attributes=attributes):
-            return await super().call(service, operation, payload, caller=caller)
+    def __init__(self, tracing: Tracing, *args: Any) -> None:
+        super().__init__(*args)
+        self.tracing = tracing
 
-    def _route(self, caller: str, service: str, operation: str) -> Any:
-        op, ctx, ok, error = super()._route(caller, service, operation)
+    async def call(self, operation: Callable[..., Awaitable[Any]], body: Any = None, /, *,
+                   caller: str = "client", **params: Any) -> Any:
+        op = (self._routes.get((caller, operation)) or self._route(caller, operation))[0]
+        attributes = {"rpc.system": "bem", "rpc.service": op.service, "rpc.method": op.name}
+        with self.tracing.start(caller, f"{op.service}.{op.name}", kind=SpanKind.CLIENT,
+                                attributes=attributes):
+            return await super().call(operation, body, caller=caller, **params)
+
+    def _route(self, caller: str, operation: Callable[..., Any]) -> Any:
+        op, ctx, ok, error = super()._route(caller, operation)
         if ctx is not None:
             op = dataclasses.replace(op, fn=_served(op, ctx))
-            self._routes[caller, service, operation] = (op, ctx, ok, error)
+            self._routes[caller, operation] = (op, ctx, ok, error)
         return op, ctx, ok, error
 
 

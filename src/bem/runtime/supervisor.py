@@ -31,9 +31,9 @@ from collections.abc import Generator, Sequence
 
 import uvicorn
 
-from bem.clusters import GATEWAY_SERVICES
 from bem.runtime.app import create_app
 from bem.runtime.connections import ConnectionLimiter, protocol_factory
+from bem.runtime.placement import Placement
 from bem.runtime.runtime import Runtime
 from bem.runtime.service import ServiceSpec
 from bem.settings import Settings
@@ -94,10 +94,11 @@ def advertised_host(setting: str) -> str:
 class Supervisor:
     """Runs the given services in this process until asked to stop."""
 
-    def __init__(self, settings: Settings, cluster: str, specs: Sequence[ServiceSpec]) -> None:
+    def __init__(self, settings: Settings, cluster: str, specs: Sequence[ServiceSpec],
+                 placement: Placement) -> None:
         self.settings = settings
         self.cluster = cluster
-        self.runtime = Runtime(settings, cluster, specs)
+        self.runtime = Runtime(settings, cluster, specs, placement)
         self.servers: dict[str, _Server] = {}
         self.sockets: dict[str, socket.socket] = {}
         self.ports: dict[str, int] = {}
@@ -141,7 +142,7 @@ class Supervisor:
         # One cap per process over its gateway ports; backends serve a few peer addresses.
         limiter = ConnectionLimiter(self.settings.max_client_connections)
         for name, ctx in rt.contexts.items():
-            gateway = name in GATEWAY_SERVICES
+            gateway = name in rt.placement.gateway
             host = self.settings.host_for(name, gateway)
             sock = bind(name, host, self.settings.port_of(name))
             self.sockets[name] = sock

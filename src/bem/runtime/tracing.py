@@ -6,14 +6,14 @@ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set or OTEL_TRACES_EXPORTER names an expor
 nothing imports the OpenTelemetry SDK (runtime/otel.py and runtime/spans.py are imported
 only when it is on; `benchmarks/imports.py` shows the import cost this saves).
 
-This module is imported by pool workers too (a `TracedFn` is unpickled there), so it must
-stay light: no OpenTelemetry import at module level.
+What crosses a process boundary with a trace (the event field, the pool task) is in
+`trace_carry.py`, which pool workers import. The modules here call each other one way only:
+this one imports otel.py and spans.py (lazily), never the reverse, and none of them imports
+bem.runtime.runtime (which imports this one), so the contexts they are handed are typed Any.
 """
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,22 +21,28 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from bem.runtime.otel import Tracing
-    from bem.runtime.runtime import Runtime
-    from bem.runtime.service import ServiceContext
     from bem.runtime.spans import EventSpans
     from bem.settings import Settings
 
 Handler = Callable[..., Awaitable[None]]
-TRACEPARENT = "traceparent"  # the event field that keeps an accepted event's trace context
+ServiceContext = Any  # bem.runtime.runtime.ServiceContext (see the module docstring)
 
 
-def build(settings: Settings, runtime: Runtime) -> Tracing | None:
-    """The process's tracing, or None when no OTEL_* variable turns it on."""
+def build(settings: Settings, runtime: Any) -> Tracing | None:
+    """The process's tracing (for `runtime`, the process's Runtime), or None when no
+    OTEL_* variable turns it on."""
     if not settings.tracing:
         return None
     from bem.runtime.otel import Tracing
 
     return Tracing(settings, runtime)
+
+
+def traced_client(tracing: Tracing, *args: Any) -> Any:
+    """The service client (ServiceClient's arguments) that traces every call."""
+    from bem.runtime.spans import TracedClient
+
+    return TracedClient(tracing, *args)
 
 
 def install(app: FastAPI, ctx: ServiceContext) -> None:
@@ -83,25 +89,3 @@ def event_context(ctx: ServiceContext) -> dict[str, str]:
     consumer can continue its trace (in any process, after a restart too)."""
     tracing = ctx.runtime.tracing
     return {} if tracing is None else tracing.carrier()
-
-
-class TracedFn:
-    """A pool task with its trace context, pickled to the worker.
-
-    The worker does not export spans itself: it measures the task (wall clock, its pid) and
-    returns that with the result; the parent records the span, as the child of the context
-    it sent (runtime/spans.py). Workers then need no SDK, exporter thread or collector
-    connection each, and a worker killed at its time limit loses no span: the parent still
-    records its `pool.task`, with the error.
-    """
-
-    def __init__(self, fn: Callable[..., Any], traceparent: str) -> None:
-        self.fn = fn
-        self.traceparent = traceparent  # of the parent's pool.task span
-        # What the pool's messages (a time-out, a crash) call the task: the function's name.
-        self.__qualname__ = getattr(fn, "__qualname__", repr(fn))
-
-    def __call__(self, *args: Any) -> tuple[Any, int, int, int]:
-        start = time.time_ns()
-        value = self.fn(*args)
-        return value, start, time.time_ns(), os.getpid()

@@ -6,11 +6,12 @@ import asyncio
 
 import pytest
 
+from bem.clusters import PLACEMENT
 from bem.errors import InsufficientStorage, ServiceUnavailable
 from bem.runtime.bus import PulseBus
 from bem.runtime.redis_link import RedisLink
 from bem.runtime.runtime import Runtime
-from bem.services import spec
+from bem.services.callback_engine import api as callback_engine
 from bem.services.callback_engine.consumer import record
 from bem.services.callback_engine.eventlog import Finished, MemoryLog
 from tests.support import make_settings
@@ -56,9 +57,9 @@ async def test_capacity_bounds_unfinished_events() -> None:
 
 
 async def test_in_process_calls_before_start_are_503() -> None:
-    rt = Runtime(make_settings(), "test", [spec("callback_engine")])
+    rt = Runtime(make_settings(), "test", [callback_engine.service], PLACEMENT)
     try:
         with pytest.raises(ServiceUnavailable, match="not running yet"):
-            await rt.client.call("callback_engine", "stats")
+            await rt.client.call(callback_engine.stats)
     finally:
         await rt.close()

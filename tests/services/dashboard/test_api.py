@@ -13,6 +13,7 @@ import pytest
 
 from bem.clusters import ALL_SERVICES
 from bem.runtime.health import worst
+from bem.services.dashboard import api as dashboard
 from bem.services.dashboard.models import PlatformHealth
 from tests.faults.support import wide_graph
 from tests.support import make_settings, run_cluster, url_of
@@ -55,7 +56,7 @@ async def test_unreachable_clusters_fail_with_503(gateway_alone: Any) -> None:
 
 async def test_in_process_callers_get_the_report_not_an_error(gateway_alone: Any) -> None:
     sup, http = gateway_alone
-    report = await sup.runtime.client.call("dashboard", "cluster_health")
+    report = await sup.runtime.client.call(dashboard.cluster_health)
     assert isinstance(report, PlatformHealth) and report.status == "fail"
     local = await http.get("/cluster-health/local")  # this process only, as on other ports
     assert local.status_code == 200 and local.json()["cluster"] == "gateway"

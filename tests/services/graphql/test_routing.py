@@ -10,13 +10,16 @@ from typing import Any
 import httpx
 import pytest
 
-from bem.services.graphql.routing import (
+from bem.clusters import PLACEMENT
+from bem.gateway.routing import (
+    idempotent_routes,
     is_idempotent,
     request_headers,
     response_headers,
     routed_service,
     target_of,
 )
+from bem.services import spec
 from tests.support import Topology, graph_input, redis_server
 
 pytestmark = pytest.mark.slow
@@ -214,11 +217,14 @@ def test_target_keeps_the_path_as_sent(raw: bytes, path: str, query: bytes, keye
     assert target_of(make_scope([], raw, query, path), "sfde", keyed) == target
 
 
+ROUTABLE = frozenset(PLACEMENT.routable())
+
+
 def test_only_routable_services_are_routed() -> None:
-    assert routed_service("/sfde/formulas") == "sfde"
-    assert routed_service("/graph_runtime/") == "graph_runtime"
+    assert routed_service("/sfde/formulas", ROUTABLE) == "sfde"
+    assert routed_service("/graph_runtime/", ROUTABLE) == "graph_runtime"
     for path in ("/sfde", "/graphql/x", "/dashboard/cluster-health", "/health/live", "/"):
-        assert routed_service(path) is None, path
+        assert routed_service(path, ROUTABLE) is None, path
 
 
 def test_hop_by_hop_headers_are_not_forwarded() -> None:
@@ -241,10 +247,11 @@ def test_hop_by_hop_headers_are_not_forwarded() -> None:
 
 
 def test_idempotency_comes_from_the_method_and_the_service_spec() -> None:
-    assert is_idempotent("graph_runtime", "GET", "/graphs/abc")
-    assert is_idempotent("graph_runtime", "POST", "/analyze")  # marked idempotent
-    assert is_idempotent("graph_runtime", "POST", "/graphs")  # content-addressed store
-    assert is_idempotent("graph_runtime", "POST", "/process")  # the envelope of analyze
-    assert not is_idempotent("graph_runtime", "POST", "/proces")
-    assert not is_idempotent("graph_runtime", "DELETE", "/graphs/abc")
-    assert is_idempotent("sfde", "POST", "/evaluate")
+    graph_runtime = idempotent_routes(spec("graph_runtime"))
+    assert is_idempotent(graph_runtime, "GET", "/graphs/abc")
+    assert is_idempotent(graph_runtime, "POST", "/analyze")  # marked idempotent
+    assert is_idempotent(graph_runtime, "POST", "/graphs")  # content-addressed store
+    assert is_idempotent(graph_runtime, "POST", "/process")  # the envelope of analyze
+    assert not is_idempotent(graph_runtime, "POST", "/proces")
+    assert not is_idempotent(graph_runtime, "DELETE", "/graphs/abc")
+    assert is_idempotent(idempotent_routes(spec("sfde")), "POST", "/evaluate")

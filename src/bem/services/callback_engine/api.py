@@ -10,7 +10,8 @@ from typing import Annotated, Any
 from fastapi import Query
 
 from bem.errors import NotFound, ServiceUnavailable
-from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
+from bem.runtime.runtime import Ctx, ServiceContext
+from bem.runtime.service import ServiceSpec
 from bem.runtime.tracing import event_context
 from bem.services.callback_engine import legacy
 from bem.services.callback_engine.consumer import Engine
@@ -40,7 +41,6 @@ service = ServiceSpec(
         "and publishes the pulses on the bus (Redis channel bem:bus:pulses). Each accepted "
         "event is processed exactly once in effect, even across a crash."),
     legacy_operation="submit_events",
-    legacy_payloads=legacy.PAYLOADS,
 )
 
 _EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
@@ -118,3 +118,6 @@ async def stats(ctx: Ctx) -> Stats:
     numbers = await _engine(ctx).log.stats()
     return Stats(**numbers, batch_size=ctx.settings.callback_batch_size,
                  max_attempts=ctx.settings.callback_max_attempts)
+
+
+service.legacy_payloads = legacy.payloads(submit_events)

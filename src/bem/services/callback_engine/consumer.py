@@ -22,7 +22,7 @@ from collections import OrderedDict
 from typing import Any
 
 from bem.errors import BemError, ServiceUnavailable, UpstreamTimeout
-from bem.runtime.service import ServiceContext
+from bem.runtime.runtime import ServiceContext
 from bem.runtime.tracing import event_spans
 from bem.services.callback_engine import compute
 from bem.services.callback_engine.eventlog import Entry, EventLog, Finished
@@ -190,10 +190,12 @@ class Engine:
         return {**out, **dict(zip(missing, found, strict=True))}
 
     async def _fetch(self, gid: str | None) -> compute.GraphIndex:
+        # a peer: imported on the first call, not at start-up
+        from bem.services.graph_runtime.api import get_graph, sample
         if gid is None:
-            graph = await self.ctx.call("graph_runtime", "sample")
+            graph = await self.ctx.call(sample)
         else:
-            graph = await self.ctx.call("graph_runtime", "get_graph", {"graph_id": gid})
+            graph = await self.ctx.call(get_graph, graph_id=gid)
         index = compute.index_graph(graph.model_dump(mode="json"), gid or "sample")
         self.graphs[gid] = index
         while len(self.graphs) > GRAPH_CACHE:

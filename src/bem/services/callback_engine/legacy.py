@@ -25,14 +25,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bem.errors import ValidationFailed
 from bem.models.legacy import ID_KEYS, OldComponents, invalid, scalars
-from bem.runtime.service import OldPayload, ServiceContext
-from bem.services.callback_engine.models import MAX_EVENTS_PER_REQUEST
+from bem.runtime.runtime import ServiceContext
+from bem.runtime.service import OldPayload
+from bem.services.callback_engine.models import MAX_EVENTS_PER_REQUEST, SubmitAnswer
+
+Submit = Callable[..., Awaitable[SubmitAnswer]]  # the service's own operation, handed in
 
 PULSE_OF = {"relational": "compliancy", "combinatorial": "bid"}
 PHASE_OF = {"relational": "beta", "combinatorial": "gamma"}
@@ -109,11 +114,13 @@ def events(callbacks: list[OldCallback], graph_id: str, key: str) -> list[dict[s
             for i, cb in enumerate(callbacks)]
 
 
-async def submit(ctx: ServiceContext, callbacks: list[OldCallback], key: str
-                 ) -> dict[str, Any]:
-    stored = await ctx.call("graph_runtime", "store_graph", graph_of(callbacks))
+async def submit(ctx: ServiceContext, callbacks: list[OldCallback], key: str,
+                 submit_events: Submit) -> dict[str, Any]:
+    # a peer: imported on the first call, not at start-up
+    from bem.services.graph_runtime.api import store_graph
+    stored = await ctx.call(store_graph, graph_of(callbacks))
     batch = events(callbacks, stored.graph_id, key)
-    accepted = await ctx.call("callback_engine", "submit_events", {"events": batch})
+    accepted = await ctx.call(submit_events, {"events": batch})
     return {"callback_execution_status": "accepted", "durable": accepted.durable,
             "graph_id": stored.graph_id,
             "events": [{"component_id": cb.component_id, "pulse_type": e["type"],
@@ -121,12 +128,13 @@ async def submit(ctx: ServiceContext, callbacks: list[OldCallback], key: str
                        for cb, e, a in zip(callbacks, batch, accepted.events, strict=True)]}
 
 
-async def serve_callbacks(old: OldCallbacks, ctx: ServiceContext, key: str) -> dict[str, Any]:
-    return await submit(ctx, old.callbacks, key)
+async def serve_callbacks(old: OldCallbacks, ctx: ServiceContext, key: str, *,
+                          submit_events: Submit) -> dict[str, Any]:
+    return await submit(ctx, old.callbacks, key, submit_events)
 
 
-async def serve_components(old: OldComponents, ctx: ServiceContext, key: str
-                           ) -> dict[str, Any]:
+async def serve_components(old: OldComponents, ctx: ServiceContext, key: str, *,
+                           submit_events: Submit) -> dict[str, Any]:
     if len(old.components) > MAX_EVENTS_PER_REQUEST:
         raise ValidationFailed(f"data.components: {len(old.components)} components, at most "
                                f"{MAX_EVENTS_PER_REQUEST} (one event each) per request",
@@ -134,10 +142,13 @@ async def serve_components(old: OldComponents, ctx: ServiceContext, key: str
     callback_type = "relational" if old.phase == "beta" else "combinatorial"
     callbacks = [OldCallback(component_id=c.key, callback_type=callback_type, phase=old.phase,
                              properties=c.model_extra or {}) for _, c in old.selected()]
-    return await submit(ctx, callbacks, key)
+    return await submit(ctx, callbacks, key, submit_events)
 
 
-PAYLOADS = (
-    OldPayload("callbacks", OldCallbacks, serve_callbacks),
-    OldPayload("components", OldComponents, serve_components),
-)
+def payloads(submit_events: Submit) -> tuple[OldPayload, ...]:
+    """The old payloads, served by the service's own `submit_events` (handed in by the API
+    module, which imports this one)."""
+    return (OldPayload("callbacks", OldCallbacks,
+                       partial(serve_callbacks, submit_events=submit_events)),
+            OldPayload("components", OldComponents,
+                       partial(serve_components, submit_events=submit_events)))

@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 from redis.exceptions import OutOfMemoryError, ResponseError
 
+from bem import redis_keys
 from bem.errors import InsufficientStorage
 from bem.runtime.bus import CHANNEL_PREFIX
 from bem.runtime.redis_link import RedisLink
@@ -38,7 +39,7 @@ from bem.services.callback_engine.eventlog import PULSE_TOPIC, Entry, Finished, 
 
 log = logging.getLogger("bem.callback_engine")
 
-PREFIX = "bem:events:"
+PREFIX = redis_keys.EVENTS
 STREAM = PREFIX + "stream"
 KEYS = PREFIX + "keys"
 RECORDS = PREFIX + "records"

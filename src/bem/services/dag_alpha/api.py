@@ -17,9 +17,11 @@ from typing import Any
 from bem.errors import ValidationFailed
 from bem.models.graph import Graph
 from bem.runtime.cache import content_hash
-from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
+from bem.runtime.runtime import Ctx, ServiceContext
+from bem.runtime.service import ServiceSpec
 from bem.services.dag_alpha import compute, legacy  # plain Python, no NumPy: cheap
 from bem.services.dag_alpha.models import RunRequest, RunResult
+from bem.services.graph_runtime.models import AnalyzeRequest
 
 service = ServiceSpec(
     name="dag_alpha",
@@ -35,7 +37,6 @@ service = ServiceSpec(
         "Uses graph_runtime and sfde through the service client; whole runs are cached by "
         "graph id. See docs/formulas.md."),
     legacy_operation="run",
-    legacy_payloads=legacy.PAYLOADS,
 )
 
 _COLUMN_FIELD = re.compile(r"columns(?:\.(\w+))?\[(\d+)\]")
@@ -45,11 +46,12 @@ _ROWS_AFFECTED = re.compile(r" \(\d+ rows affected\)$")
 @service.operation("POST", "/run", idempotent=True)
 async def run(body: RunRequest, ctx: Ctx) -> RunResult:
     """Evaluate the alpha functors of a graph (inline or stored) in topological levels."""
+    # a peer: imported on the first call, not at start-up
+    from bem.services.graph_runtime.api import get_graph
     if body.graph is not None:
         graph = body.graph
     else:
-        stored = await ctx.call("graph_runtime", "get_graph", {"graph_id": body.graph_id})
-        graph = Graph.model_validate(stored.model_dump(exclude={"graph_id"}))
+        graph = (await ctx.call(get_graph, graph_id=body.graph_id)).graph()
     graph.check_size(ctx.settings)
     canonical = graph.canonical()
     source = {"graph_id": body.graph_id} if body.graph_id else {"graph": canonical}
@@ -63,13 +65,18 @@ async def run(body: RunRequest, ctx: Ctx) -> RunResult:
         await ctx.runtime.cache.memoize("dag_alpha.run", key, evaluate))
 
 
+service.legacy_payloads = legacy.payloads(run)
+
+
 async def _run(ctx: ServiceContext, graph: Graph, source: dict[str, Any]) -> dict[str, Any]:
+    # a peer: imported on the first call, not at start-up
+    from bem.services.graph_runtime.api import analyze
     nodes = compute.alpha_nodes(graph)  # local checks first: no peer call for a bad node
     weight_of = compute.weights(graph, nodes)
-    analysis = await ctx.call("graph_runtime", "analyze",
-                              {**source, "metrics": ["dag", "levels", "critical_path"]})
-    found = analysis.model_dump(mode="json")  # a cycle was already a 422 naming it
-    levels = found["results"]["levels"]
+    # A cycle is already a 422 naming it; the graph was validated: no error of ours here.
+    found = await ctx.call(analyze, AnalyzeRequest.model_validate(
+        {**source, "metrics": ["dag", "levels", "critical_path"]}))
+    levels = found.results.levels or []
     preds = compute.predecessors(graph, nodes)
     batches = compute.batches(levels, nodes)
     scores: dict[str, float | None] = {}
@@ -86,22 +93,27 @@ async def _run(ctx: ServiceContext, graph: Graph, source: dict[str, Any]) -> dic
                 results[node_id] = result
                 scores[node_id] = result["score"]
     aggregate, used = compute.aggregate(scores, weight_of)
-    return {"graph_id": found["graph_id"], "levels": levels,
+    critical = found.results.critical_path
+    return {"graph_id": found.graph_id, "levels": levels,
             "nodes": dict(sorted(results.items())),
             "evaluations": [{"level": lv, "functor": f,
                              "formula": compute.FUNCTORS[f].formula, "nodes": ids}
                             for lv, f, ids in batches],
             "manufacturing_score": aggregate, "weights": used,
-            "critical_path": found["results"]["critical_path"]}
+            "critical_path": critical.model_dump(mode="json") if critical else None}
 
 
 async def _evaluate(ctx: ServiceContext, functor: str, batch: Sequence[Any]
                     ) -> dict[str, list[float]]:
     """One vectorised sfde call for the nodes of one functor in one level."""
+    # a peer: imported on the first call, not at start-up
+    from bem.services.sfde.api import evaluate
     formula = compute.FUNCTORS[functor].formula
     try:
-        result = await ctx.call("sfde", "evaluate", {
-            "formula": formula, "columns": compute.columns(functor, batch)})
+        # A mapping, not an EvaluateRequest: the columns are the client's attributes, and
+        # sfde's own validation names the bad row (re-addressed to its node below).
+        result = await ctx.call(evaluate, {"formula": formula,
+                                           "columns": compute.columns(functor, batch)})
     except ValidationFailed as exc:
         raise _on_nodes(exc, functor, batch) from None
     return result.outputs  # type: ignore[no-any-return]

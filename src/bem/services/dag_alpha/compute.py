@@ -24,7 +24,6 @@ RULES_VERSION = 1  # in the cache key: bump when a rule, a mapping or a formula 
 BETA = 0.3  # weight of the predecessors' mean score in a node's final score
 WEIGHT_COEFFICIENT = "material_weight_preference"
 DIGITS = 12  # results are rounded so that equal inputs give byte-equal answers
-MAX_DETAILS = 5
 
 
 @dataclass(frozen=True)
@@ -61,10 +60,7 @@ class AlphaNode:
 
 
 def validation_error(details: list[dict[str, str]]) -> ValidationFailed:
-    message = "; ".join(f"{d['field']}: {d['message']}" for d in details[:MAX_DETAILS])
-    if len(details) > MAX_DETAILS:
-        message += f"; and {len(details) - MAX_DETAILS} more"
-    return ValidationFailed(message, field=details[0]["field"], details=details)
+    return ValidationFailed.naming(details)  # type: ignore[arg-type]
 
 
 def _node_problems(index: int, node: Any) -> list[dict[str, str]]:

@@ -17,7 +17,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -25,8 +26,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bem.errors import PayloadTooLarge, ValidationFailed
 from bem.models.legacy import OldComponent, OldComponents, invalid
 from bem.runtime.legacy import readdress
-from bem.runtime.service import OldPayload, ServiceContext
+from bem.runtime.runtime import ServiceContext
+from bem.runtime.service import OldPayload
 from bem.services.dag_alpha.compute import FUNCTORS
+from bem.services.dag_alpha.models import RunResult
+
+Run = Callable[..., Awaitable[RunResult]]  # the service's own operation, handed in
 
 FUNCTOR = "evaluate_manufacturing"  # what an old component is evaluated with
 FUNCTOR_TYPE = "stateless_spatial"
@@ -130,29 +135,33 @@ def _to_components(picked: list[tuple[int, OldComponent]]) -> Callable[[str], st
     return rename
 
 
-async def serve_dag_request(old: DagRequest, ctx: ServiceContext, _key: str
+async def serve_dag_request(old: DagRequest, ctx: ServiceContext, _key: str, *, run: Run
                             ) -> dict[str, Any]:
-    sample = await ctx.call("graph_runtime", "sample")
-    graph = induced(sample.model_dump(mode="json"), old.node_sequence)
-    run = await ctx.call("dag_alpha", "run", {"graph": graph})
-    return answer(run, dag_id=old.dag_id)
+    # a peer: imported on the first call, not at start-up
+    from bem.services.graph_runtime.api import sample
+    project = await ctx.call(sample)
+    graph = induced(project.model_dump(mode="json"), old.node_sequence)
+    return answer(await ctx.call(run, {"graph": graph}), dag_id=old.dag_id)
 
 
-async def serve_components(old: OldComponents, ctx: ServiceContext, _key: str
+async def serve_components(old: OldComponents, ctx: ServiceContext, _key: str, *, run: Run
                            ) -> dict[str, Any]:
+    # a peer: imported on the first call, not at start-up
+    from bem.services.functor_types.api import get_type
     picked = old.selected()
-    detail = await ctx.call("functor_types", "get_type", {"name": FUNCTOR_TYPE})
+    detail = await ctx.call(get_type, name=FUNCTOR_TYPE)
     props = detail.attributes.get("properties", {})
     defaults = {name: p["default"] for name, p in props.items() if "default" in p}
     nodes, assumed = component_nodes(picked, defaults)
     try:
-        run = await ctx.call("dag_alpha", "run", {"graph": {"nodes": nodes}})
+        result = await ctx.call(run, {"graph": {"nodes": nodes}})
     except (ValidationFailed, PayloadTooLarge) as exc:  # about a node: name its component
         raise readdress(exc, _to_components(picked)) from None
-    return answer(run, assumed=assumed)
+    return answer(result, assumed=assumed)
 
 
-PAYLOADS = (
-    OldPayload("dag_request", DagRequest, serve_dag_request),
-    OldPayload("components", OldComponents, serve_components),
-)
+def payloads(run: Run) -> tuple[OldPayload, ...]:
+    """The old payloads, served by the service's own `run` (handed in by the API module,
+    which imports this one)."""
+    return (OldPayload("dag_request", DagRequest, partial(serve_dag_request, run=run)),
+            OldPayload("components", OldComponents, partial(serve_components, run=run)))

@@ -1,8 +1,9 @@
 """dashboard (8080): platform-wide health (JSON) and the HTML health page.
 
 `GET /cluster-health` replaces, on this port, the per-process report every other port
-serves: here it is every cluster and replica the dashboard can find (see collect.py). The
-per-process report stays available at `/cluster-health/local`, as on every port.
+serves: here it is every cluster and replica the dashboard can find (see
+bem/gateway/platform_health.py). The per-process report stays available at
+`/cluster-health/local`, as on every port.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from fastapi import FastAPI, Response
 from fastapi.responses import HTMLResponse
 
 from bem.errors import NotFound
+from bem.gateway import Gateway
 from bem.gateway.access import install_access
-from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
+from bem.runtime.runtime import Ctx, ServiceContext
+from bem.runtime.service import ServiceSpec
 from bem.services.dashboard import traces
-from bem.services.dashboard.collect import collector
 from bem.services.dashboard.models import ClusterReport, PlatformHealth
 
 service = ServiceSpec(
@@ -32,7 +34,6 @@ service = ServiceSpec(
         "health aggregated fail > warn > pass (an unreachable replica is fail), and an HTML "
         "page at `/` that shows clusters, replicas, status and key metrics, refreshing "
         "itself."),
-    gateway=True,
 )
 
 _HEALTH_DOC = {503: {"model": PlatformHealth, "description": "some cluster fails"}}
@@ -49,7 +50,7 @@ def _status(response: Response | None, status: str) -> None:
                    responses=_HEALTH_DOC)
 async def cluster_health(ctx: Ctx, response: Response = None) -> PlatformHealth:  # type: ignore[assignment]
     """Every cluster and replica with each service's health; 503 when anything fails."""
-    report = await collector(ctx.runtime).collect()
+    report = await Gateway.of(ctx.runtime).collector.collect()
     _status(response, report["status"])
     return PlatformHealth.model_validate(report)
 
@@ -59,7 +60,7 @@ async def cluster_health(ctx: Ctx, response: Response = None) -> PlatformHealth:
 async def cluster_detail(name: str, ctx: Ctx,
                          response: Response = None) -> ClusterReport:  # type: ignore[assignment]
     """One cluster's replicas and services; 404 names the clusters that exist."""
-    report = await collector(ctx.runtime).collect()
+    report = await Gateway.of(ctx.runtime).collector.collect()
     found = report["clusters"].get(name)
     if found is None:
         known = ", ".join(report["clusters"]) or "none"
@@ -71,7 +72,7 @@ async def cluster_detail(name: str, ctx: Ctx,
 @service.operation("GET", "/overview", exclude_none=True)
 async def overview(ctx: Ctx) -> PlatformHealth:
     """The page's data: the platform report plus each replica's key metrics (always 200)."""
-    return PlatformHealth.model_validate(await collector(ctx.runtime).collect(
+    return PlatformHealth.model_validate(await Gateway.of(ctx.runtime).collector.collect(
         with_metrics=True))
 
 
@@ -97,7 +98,7 @@ def _page(page: str = "index.html", script: str = "dashboard.js") -> tuple[str, 
 
 @service.setup
 def _setup(app: FastAPI, ctx: ServiceContext) -> None:
-    install_access(app, ctx)
+    install_access(app, ctx.settings, Gateway.of(ctx.runtime).buckets)
 
     @app.get("/", response_class=HTMLResponse, tags=["page"])
     async def page() -> HTMLResponse:

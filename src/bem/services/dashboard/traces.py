@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
-from bem.services.dashboard.collect import FETCH_TIMEOUT, collector
+from bem.gateway import Gateway
+from bem.gateway.platform_health import FETCH_TIMEOUT
 
 if TYPE_CHECKING:
     from bem.runtime.otel import Tracing
@@ -92,7 +93,7 @@ def waterfall(root: dict[str, Any], spans: list[dict[str, Any]]) -> dict[str, An
 
 async def _other_processes(runtime: Runtime) -> list[str]:
     """A URL of every other live process (health's discovery; answers there are cached)."""
-    report = await collector(runtime).collect()
+    report = await Gateway.of(runtime).collector.collect()
     urls = []
     for cluster in report["clusters"].values():
         for replica in cluster["replicas"]:

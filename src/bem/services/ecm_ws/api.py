@@ -17,8 +17,10 @@ from fastapi import FastAPI, WebSocket
 from pydantic import BaseModel, Field
 
 from bem.errors import BemError
+from bem.gateway import Gateway
 from bem.gateway.access import install_access
-from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
+from bem.runtime.runtime import Ctx, ServiceContext
+from bem.runtime.service import ServiceSpec
 from bem.runtime.tracing import traced_handler
 from bem.services.ecm_ws import legacy, protocol
 from bem.services.ecm_ws.hub import QUEUE_LIMIT, Connection, Hub
@@ -42,7 +44,6 @@ service = ServiceSpec(
         "platform's relay protocol for its clients (a `connection_established` welcome, a "
         "`status: \"received\"` receipt per message, pulse messages submitted to the "
         "callback engine; see docs/migration.md)."),
-    gateway=True,
     subscribes=True,
 )
 
@@ -104,8 +105,10 @@ async def ws_info(ctx: Ctx) -> WsInfo:
 
 async def submit_event(ctx: ServiceContext, msg: protocol.ClientMessage) -> str:
     """Hand one event to the callback engine: an `ack`, or an `error` with its 4xx/5xx."""
+    # a peer: imported on the first call, not at start-up
+    from bem.services.callback_engine.api import submit_events
     try:
-        result = await ctx.call("callback_engine", "submit_events", {"events": [msg.payload]})
+        result = await ctx.call(submit_events, {"events": [msg.payload]})
     except BemError as exc:
         message = exc.message.replace("events[0].", "payload.").replace("events[0]", "payload")
         return protocol.error(exc.code, message, field=protocol.event_field(exc.field),
@@ -158,6 +161,8 @@ def heartbeat_of(ws: WebSocket) -> float:
 
 async def answer_legacy(ctx: ServiceContext, msg: legacy.OldMessage) -> str:
     """The receipt of an old message; one carrying a pulse is submitted first."""
+    # a peer: imported on the first call, not at start-up
+    from bem.services.callback_engine.api import submit_events
     try:
         pulse = legacy.pulse_of(msg)
     except BemError as exc:
@@ -165,7 +170,7 @@ async def answer_legacy(ctx: ServiceContext, msg: legacy.OldMessage) -> str:
     if pulse is None:
         return legacy.received(msg)
     try:
-        result = await ctx.call("callback_engine", "submit_events", {"events": pulse.events})
+        result = await ctx.call(submit_events, {"events": pulse.events})
     except BemError as exc:  # not appended (a 503 while the log is down): not "received"
         return legacy.refused(msg, exc, pulse)
     return legacy.accepted(msg, _plain(result), pulse)
@@ -237,7 +242,7 @@ async def converse(ctx: ServiceContext, ws: WebSocket, heartbeat: float | None,
 
 @service.setup
 def _setup(app: FastAPI, ctx: ServiceContext) -> None:
-    install_access(app, ctx)
+    install_access(app, ctx.settings, Gateway.of(ctx.runtime).buckets)
 
     @app.websocket(PATH)
     async def websocket(ws: WebSocket) -> None:

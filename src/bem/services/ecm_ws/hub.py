@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from bem.services.dashboard.collect import collector
+from bem.gateway import Gateway
 from bem.services.ecm_ws import protocol
 
 if TYPE_CHECKING:
-    from bem.runtime.service import ServiceContext
+    from bem.runtime.runtime import ServiceContext
 
 log = logging.getLogger("bem.ecm_ws")
 
@@ -186,7 +186,7 @@ class Hub:
             if not self.subscribers["health"]:
                 continue
             try:
-                report = await collector(self.ctx.runtime).collect()
+                report = await Gateway.of(self.ctx.runtime).collector.collect()
             except Exception:  # a bug here must not end the feed for good
                 log.exception("health poll failed")
                 continue

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from bem.errors import NotFound, PayloadTooLarge, ValidationFailed
-from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
+from bem.runtime.runtime import Ctx, ServiceContext
+from bem.runtime.service import ServiceSpec
 from bem.services.functor_types import legacy
 from bem.services.functor_types.models import (
     AffinityMatrix,
@@ -46,7 +47,6 @@ service = ServiceSpec(
     uses_pool=True,
     compute_modules=(VALIDATION,),
     legacy_operation="validate",
-    legacy_payloads=legacy.PAYLOADS,
 )
 
 
@@ -157,5 +157,8 @@ def _known(registry: Registry, names: list[tuple[str, str]]) -> None:
                                            f"{', '.join(registry.types)})",
                 "type": "unknown"} for where, name in names if name not in registry.types]
     if details:
-        message = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
-        raise ValidationFailed(message, field=details[0]["field"], details=details)
+        raise ValidationFailed.naming(details)
+
+
+service.legacy_payloads = legacy.payloads(legacy.Own(validate=validate,
+                                                       compatibility=compatibility))

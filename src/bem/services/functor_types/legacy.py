@@ -20,7 +20,9 @@ Report paths name the old list: `spatial_calculations[0].attrs.component_density
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -28,7 +30,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bem.errors import BemError
 from bem.models.legacy import OldComponents, invalid
 from bem.runtime.legacy import readdress
-from bem.runtime.service import OldPayload, ServiceContext
+from bem.runtime.runtime import ServiceContext
+from bem.runtime.service import OldPayload
+from bem.services.functor_types.models import CompatibilityResult, ValidateResult
+
+
+@dataclass(frozen=True)
+class Own:
+    """The service's own operations the old payloads are served by (handed in by the API
+    module, which imports this one)."""
+
+    validate: Callable[..., Awaitable[ValidateResult]]
+    compatibility: Callable[..., Awaitable[CompatibilityResult]]
+
 
 OLD_TYPES = {"stateless": "stateless_spatial"}  # old functor_type -> registry type
 AGGREGATOR = "aggregator"  # the registry type of the aggregation calculations
@@ -113,32 +127,32 @@ def relabel(report: dict[str, Any], name: str, index: Callable[[int], int] = int
     return report
 
 
-async def _validate(ctx: ServiceContext, nodes: list[dict[str, Any]], name: str,
+async def _validate(ctx: ServiceContext, own: Own, nodes: list[dict[str, Any]], name: str,
                     index: Callable[[int], int] = int) -> dict[str, Any] | None:
     if not nodes:
         return None  # nothing to validate (POST /validate needs one component)
     try:
-        report = await ctx.call("functor_types", "validate", {"components": nodes})
+        report = await ctx.call(own.validate, {"components": nodes})
     except BemError as exc:  # over the size limit: name the old list
         raise readdress(exc, lambda f: f"data.{name}" if f == "components" else f) from None
     return relabel(report.model_dump(mode="json"), name, index)
 
 
-async def serve_calculations(old: FunctorCalculations, ctx: ServiceContext, _key: str
-                             ) -> dict[str, Any]:
+async def serve_calculations(old: FunctorCalculations, ctx: ServiceContext, _key: str, *,
+                             own: Own) -> dict[str, Any]:
     type_name = OLD_TYPES.get(old.functor_type, old.functor_type)
     both = bool(old.spatial_calculations and old.aggregation_calculations)
     request = {"placements": [{"functor_type": type_name, "phase": p}
                               for p in MODES[old.execution_mode]],
                "links": [{"source": type_name, "target": AGGREGATOR}] if both else []}
     try:
-        compatibility = await ctx.call("functor_types", "compatibility", request)
+        compatibility = await ctx.call(own.compatibility, request)
     except BemError as exc:  # an unknown type: the one the old payload named
         raise readdress(exc, lambda f: "data.functor_type" if "functor_type" in f or
                         f.startswith("links") else f) from None
-    spatial = await _validate(ctx, [spatial_node(c, type_name)
+    spatial = await _validate(ctx, own, [spatial_node(c, type_name)
                                     for c in old.spatial_calculations], "spatial_calculations")
-    aggregation = await _validate(ctx, [aggregation_node(c)
+    aggregation = await _validate(ctx, own, [aggregation_node(c)
                                         for c in old.aggregation_calculations],
                                   "aggregation_calculations")
     return {"functor_type": type_name, "execution_mode": old.execution_mode,
@@ -147,15 +161,15 @@ async def serve_calculations(old: FunctorCalculations, ctx: ServiceContext, _key
                            "aggregation_calculations": aggregation}}
 
 
-async def serve_components(old: OldComponents, ctx: ServiceContext, _key: str
-                           ) -> dict[str, Any]:
+async def serve_components(old: OldComponents, ctx: ServiceContext, _key: str, *,
+                           own: Own) -> dict[str, Any]:
     picked = old.selected()
     nodes = [{"id": c.key, "attrs": c.attrs()} for _, c in picked]
-    report = await _validate(ctx, nodes, "components", lambda k: picked[k][0])
+    report = await _validate(ctx, own, nodes, "components", lambda k: picked[k][0])
     return {"validation": report}
 
 
-PAYLOADS = (
-    OldPayload("functor_calculations", FunctorCalculations, serve_calculations),
-    OldPayload("components", OldComponents, serve_components),
-)
+def payloads(own: Own) -> tuple[OldPayload, ...]:
+    return (OldPayload("functor_calculations", FunctorCalculations,
+                       partial(serve_calculations, own=own)),
+            OldPayload("components", OldComponents, partial(serve_components, own=own)))

@@ -27,6 +27,7 @@ from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
+from bem.errors import problems_message
 from bem.models.graph import Callback, Phase
 from bem.runtime.service import field_path
 
@@ -122,8 +123,8 @@ def _build(data: dict[str, Any], digest: str) -> Registry:
     try:
         config = _RegistryConfig.model_validate(data)
     except PydanticValidationError as exc:
-        raise ConfigError("; ".join(f"{field_path(e['loc'])}: {e['msg']}"
-                                    for e in exc.errors()[:5])) from None
+        raise ConfigError(problems_message([{"field": field_path(e["loc"]), "message": e["msg"]}
+                                            for e in exc.errors()])) from None
     types = {name: _compose(name, t, config.component_schema)
              for name, t in config.types.items()}
     _check_functors_unique(types)

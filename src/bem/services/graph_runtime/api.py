@@ -12,7 +12,8 @@ from bem.data import sample_project
 from bem.errors import ServiceUnavailable, ValidationFailed
 from bem.models.graph import Graph
 from bem.runtime.cache import canonical
-from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
+from bem.runtime.runtime import Ctx, ServiceContext
+from bem.runtime.service import ServiceSpec
 from bem.services.graph_runtime import cost, legacy
 from bem.services.graph_runtime.layout import LayoutStore, Point, layout_key
 from bem.services.graph_runtime.models import (
@@ -42,7 +43,6 @@ service = ServiceSpec(
     uses_pool=True,
     compute_modules=(KERNELS,),
     legacy_operation="analyze",
-    legacy_payloads=legacy.PAYLOADS,
 )
 
 
@@ -177,3 +177,6 @@ async def _run(ctx: ServiceContext, gid: str, data: bytes, metrics: list[str],
         for group in groups))
     merged = {k: v for part in parts for k, v in part.items()}
     return {name: merged[name] for name in metrics}
+
+
+service.legacy_payloads = legacy.payloads(analyze)

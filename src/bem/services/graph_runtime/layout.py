@@ -15,9 +15,10 @@ from __future__ import annotations
 import orjson
 import redis.asyncio as aioredis
 
+from bem import redis_keys
 from bem.runtime.redis_link import RedisLink
 
-KEY_PREFIX = "bem:layout:"
+KEY_PREFIX = redis_keys.LAYOUTS
 SAMPLE_KEY = "sample"
 
 Point = tuple[float, float]

@@ -19,7 +19,8 @@ every pair of its nodes both ways, so its graphs are not).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -28,7 +29,11 @@ from bem.errors import PayloadTooLarge, ValidationFailed
 from bem.models.graph import Callback, Phase
 from bem.models.legacy import OldComponents, invalid, scalars
 from bem.runtime.legacy import readdress
-from bem.runtime.service import OldPayload, ServiceContext
+from bem.runtime.runtime import ServiceContext
+from bem.runtime.service import OldPayload
+from bem.services.graph_runtime.models import AnalyzeResult
+
+Analyze = Callable[..., Awaitable[AnalyzeResult]]  # the service's own operation, handed in
 
 OPERATION = "build_and_execute"
 METRICS = ["summary", "components", "dag", "degree_centrality", "pagerank"]
@@ -137,15 +142,14 @@ def renamer(nodes: str, edges: str, index: Callable[[int], int] = int) -> Callab
     return rename
 
 
-async def analyse(ctx: ServiceContext, graph: dict[str, Any], rename: Callable[[str], str]
-                  ) -> dict[str, Any]:
+async def analyse(ctx: ServiceContext, graph: dict[str, Any], rename: Callable[[str], str],
+                  analyze: Analyze) -> dict[str, Any]:
     """The general metrics, and the DAG ones when it is a DAG."""
     try:
-        found = await ctx.call("graph_runtime", "analyze", {"graph": graph, "metrics": METRICS})
+        found = await ctx.call(analyze, {"graph": graph, "metrics": METRICS})
         analysis = found.results.model_dump(mode="json", exclude_none=True)
         if analysis["dag"]["is_dag"]:
-            more = await ctx.call("graph_runtime", "analyze",
-                                  {"graph": graph, "metrics": DAG_METRICS})
+            more = await ctx.call(analyze, {"graph": graph, "metrics": DAG_METRICS})
             analysis.update(more.results.model_dump(mode="json", exclude_none=True))
     except (ValidationFailed, PayloadTooLarge) as exc:
         raise readdress(exc, rename) from None
@@ -153,8 +157,8 @@ async def analyse(ctx: ServiceContext, graph: dict[str, Any], rename: Callable[[
             "edges": len(graph["edges"]), "analysis": analysis}
 
 
-async def serve_operation(old: GraphOperation, ctx: ServiceContext, _key: str
-                          ) -> dict[str, Any]:
+async def serve_operation(old: GraphOperation, ctx: ServiceContext, _key: str, *,
+                          analyze: Analyze) -> dict[str, Any]:
     if old.graph_data is not None:
         nodes, edges = old.graph_data.nodes, old.graph_data.edges
         places = ("data.graph_data.nodes", "data.graph_data.edges")
@@ -163,19 +167,21 @@ async def serve_operation(old: GraphOperation, ctx: ServiceContext, _key: str
         places = ("data.node_data", "data.edge_data")
     graph = to_graph(nodes, edges, *places)
     return {"operation_type": old.operation_type, "execution_status": "completed",
-            **await analyse(ctx, graph, renamer(*places))}
+            **await analyse(ctx, graph, renamer(*places), analyze)}
 
 
-async def serve_components(old: OldComponents, ctx: ServiceContext, _key: str
-                           ) -> dict[str, Any]:
+async def serve_components(old: OldComponents, ctx: ServiceContext, _key: str, *,
+                           analyze: Analyze) -> dict[str, Any]:
     picked = old.selected()
     nodes = [{"id": c.key, "attrs": c.attrs()} for _, c in picked]
     rename = renamer("data.components", "data.components", lambda i: picked[i][0])
     return {"execution_status": "completed",
-            **await analyse(ctx, {"nodes": nodes, "edges": []}, rename)}
+            **await analyse(ctx, {"nodes": nodes, "edges": []}, rename, analyze)}
 
 
-PAYLOADS = (
-    OldPayload("graph_operation", GraphOperation, serve_operation),
-    OldPayload("components", OldComponents, serve_components),
-)
+def payloads(analyze: Analyze) -> tuple[OldPayload, ...]:
+    """The old payloads, served by the service's own `analyze` (handed in by the API module,
+    which imports this one)."""
+    return (OldPayload("graph_operation", GraphOperation,
+                       partial(serve_operation, analyze=analyze)),
+            OldPayload("components", OldComponents, partial(serve_components, analyze=analyze)))

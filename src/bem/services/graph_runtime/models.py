@@ -23,6 +23,10 @@ class StoredGraph(BaseModel):
 class GraphWithId(Graph):
     graph_id: str
 
+    def graph(self) -> Graph:
+        """The graph alone (its canonical form, and so its content hash, without the id)."""
+        return Graph.model_construct(**{name: getattr(self, name) for name in Graph.model_fields})
+
 
 class AnalyzeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")

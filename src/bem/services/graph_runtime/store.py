@@ -13,11 +13,12 @@ from typing import Any
 
 import orjson
 
+from bem import redis_keys
 from bem.errors import InsufficientStorage, NotFound
 from bem.runtime.cache import LRUBytes, canonical, exact
 from bem.runtime.redis_link import RedisLink
 
-KEY_PREFIX = "bem:graph:"
+KEY_PREFIX = redis_keys.GRAPHS
 _LOCAL_COPIES_BYTES = 64 * 1024 * 1024  # Redis mode: recently used graphs kept in-process
 
 

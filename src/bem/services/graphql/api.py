@@ -2,7 +2,7 @@
 
 - `/graphql`: one GraphQL schema over every service (queries, mutations, and the `pulses`
   subscription over graphql-transport-ws); see `schema.py`.
-- `/{service}/{path}`: REST routing to a replica of a backend service; see `routing.py`.
+- `/{service}/{path}`: REST routing to a replica of a backend service; see `bem/gateway/routing.py`.
 - `/ws/cytoscape`: the old platform's live stream of pulses and graph changes; see
   `cytoscape.py` (its old GraphQL operations are deprecated fields of the schema).
 - API keys and per-client rate limiting on every route but health (`bem.gateway.access`).
@@ -24,20 +24,23 @@ from strawberry.http import process_result
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
+from bem.clusters import PLACEMENT
 from bem.errors import ERROR_TYPES, BemError, NotFound
+from bem.gateway import Gateway
 from bem.gateway.access import install_access
-from bem.runtime.app import error_response
-from bem.runtime.service import ERROR_RESPONSES, ServiceContext, ServiceSpec
-from bem.runtime.tracing import trace_resolvers
-from bem.services.graphql.routing import (
+from bem.gateway.routing import (
     METHODS,
-    ROUTABLE,
     ROUTE,
     Router,
     RoutingMiddleware,
     read_body,
     send_error,
 )
+from bem.runtime.handlers import error_response
+from bem.runtime.runtime import ServiceContext
+from bem.runtime.service import ERROR_RESPONSES, ServiceSpec
+from bem.runtime.tracing import trace_resolvers
+from bem.services import spec
 
 service = ServiceSpec(
     name="graphql",
@@ -47,13 +50,12 @@ service = ServiceSpec(
         "GraphQL schema over every service, with a `pulses` subscription over the "
         "graphql-transport-ws WebSocket protocol at the same path. `/{service}/{path}` "
         "forwards a REST request to a healthy replica of that service "
-        f"({', '.join(ROUTABLE)}): round-robin, failing replicas ejected for a while, "
+        f"({', '.join(PLACEMENT.routable())}): round-robin, failing replicas ejected for a while, "
         "idempotent requests retried once on another replica. API keys (BEM_API_KEYS) and a "
         "token bucket per client (RATE_LIMIT_RPS, RATE_LIMIT_BURST) apply to every route "
         "except health. For the old platform's clients: its GraphQL operations are "
         "deprecated fields of the schema, and `ws://HOST:PORT/ws/cytoscape` streams pulses "
         "and graph changes as its old server did (docs/migration.md)."),
-    gateway=True,
     subscribes=True,
 )
 
@@ -194,9 +196,10 @@ def _setup(app: FastAPI, ctx: ServiceContext) -> None:
         return {"ctx": ctx}
 
     # Inside the access middleware (keys and rate limits apply), before FastAPI's routing.
-    app.add_middleware(RoutingMiddleware, router=Router(ctx))
+    router = Router(ctx, spec)
+    app.add_middleware(RoutingMiddleware, router=router)
     app.add_middleware(GraphQLPost, ctx=ctx, schema=schema)
-    install_access(app, ctx)
+    install_access(app, ctx.settings, Gateway.of(ctx.runtime).buckets)
     # No GraphiQL page: it loads its scripts from a CDN. Any GraphQL client works, and
     # introspection is on.
     app.include_router(_GraphQLRouter(
@@ -212,7 +215,7 @@ def _setup(app: FastAPI, ctx: ServiceContext) -> None:
         # forwarding in the OpenAPI description.
         return error_response(NotFound(
             f"no service {service!r} behind the gateway; routable services: "
-            f"{', '.join(ROUTABLE)}", field="service"))
+            f"{', '.join(ctx.runtime.placement.routable())}", field="service"))
 
     for method in METHODS:  # one route per method: each gets its own OpenAPI operation id
         app.add_api_route(

@@ -1,6 +1,7 @@
 """How resolvers reach the services: the service client, errors turned into GraphQL errors.
 
-`ctx.call` is an in-process call when the service lives in this process and pooled HTTP to
+`ctx.call(operation, ...)`, the operation being the service's function itself, is an
+in-process call when the service lives in this process and pooled HTTP to
 a healthy replica otherwise (with the client's bounded per-hop time-out). A service's error
 becomes a GraphQL error carrying the service's message (which names the offending field for
 a 4xx) and `extensions {code, status, service, operation, field, details, retryAfter}`.
@@ -8,15 +9,18 @@ a 4xx) and `extensions {code, status, service, operation, field, details, retryA
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from graphql import GraphQLError
 from strawberry.types import Info
 
 from bem.errors import BemError, ValidationFailed
-from bem.runtime.service import ServiceContext
+from bem.runtime.runtime import ServiceContext
+from bem.runtime.service import operation_of
 from bem.services.graphql.convert import jsonable
+
+R = TypeVar("R")
 
 
 def service_context(info: Info) -> ServiceContext:
@@ -61,18 +65,20 @@ def argument_error(argument: str, message: str, cls: type[BemError] = Validation
                         extensions={"code": exc.code, "status": exc.status, "field": argument})
 
 
-async def call(info: Info, service: str, operation: str, payload: Any = None, *,
-               arguments: Mapping[str, str] | None = None) -> Any:
-    """`operation` of `service` wherever it runs; its error as a GraphQL error, its field
-    renamed by `arguments` (service field -> GraphQL argument) when the payload was built
-    from arguments of other names."""
+async def call(info: Info, operation: Callable[..., Awaitable[R]], body: Any = None, *,
+               arguments: Mapping[str, str] | None = None, **params: Any) -> R:
+    """`operation` (a service's function) wherever it runs; its error as a GraphQL error,
+    its field renamed by `arguments` (service field -> GraphQL argument) when the body was
+    built from arguments of other names. `body` is usually a mapping: the client's JSON,
+    validated by the service, whose errors name the field."""
     try:
-        return await service_context(info).call(service, operation, payload)
+        return await service_context(info).call(operation, body, **params)
     except BemError as exc:
-        raise backend_error(service, operation, exc, arguments) from None
+        op = operation_of(operation)
+        raise backend_error(op.service, op.name, exc, arguments) from None
 
 
-async def call_json(info: Info, service: str, operation: str, payload: Any = None, *,
-                    arguments: Mapping[str, str] | None = None) -> Any:
+async def call_json(info: Info, operation: Callable[..., Awaitable[Any]], body: Any = None, *,
+                    arguments: Mapping[str, str] | None = None, **params: Any) -> Any:
     """The same, for answers carried whole as JSON."""
-    return jsonable(await call(info, service, operation, payload, arguments=arguments))
+    return jsonable(await call(info, operation, body, arguments=arguments, **params))

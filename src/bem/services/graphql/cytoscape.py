@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from bem.runtime.bus import Subscription
-from bem.runtime.service import ServiceContext
+from bem.runtime.runtime import ServiceContext
 from bem.services.graphql.legacy import GRAPH_TOPIC, PULSE_TOPIC, SERVICE
 from bem.services.graphql.legacy_types import (
     old_graph_messages,

@@ -25,6 +25,7 @@ from strawberry.types import Info
 
 from bem.errors import NotFound
 from bem.services.callback_engine.models import MAX_RECENT
+from bem.services.graphql import peers
 from bem.services.graphql.calls import argument_error, call, call_json, service_context
 from bem.services.graphql.legacy_types import (
     ACTIVE,
@@ -65,8 +66,8 @@ def count(info: Info, operation: str) -> None:
 async def fetch_graph(info: Info, graph_id: str | None, argument: str) -> Graph:
     """A stored graph, or the sample project for None; an unknown id names `argument`."""
     if graph_id is None:
-        return graph_from(await call(info, "graph_runtime", "sample"))
-    return graph_from(await call(info, "graph_runtime", "get_graph", {"graph_id": graph_id},
+        return graph_from(await call(info, peers.graph_runtime.sample))
+    return graph_from(await call(info, peers.graph_runtime.get_graph, graph_id=graph_id,
                                  arguments={"graph_id": argument}))
 
 
@@ -162,7 +163,7 @@ async def recent_events(info: Info, limit: int) -> list[dict[str, Any]]:
     """callback_engine's last finished events (its bound checked here, to name `limit`)."""
     if not 1 <= limit <= MAX_RECENT:
         raise argument_error("limit", f"between 1 and {MAX_RECENT}, not {limit}")
-    answer = await call_json(info, "callback_engine", "recent_events", {"limit": limit})
+    answer = await call_json(info, peers.callback_engine.recent_events, limit=limit)
     return answer["events"]  # type: ignore[no-any-return]
 
 
@@ -175,7 +176,7 @@ async def affinity_of(info: Info, node: Node, kinds: list[str], parameters: Any,
     request = {"component_id": node.id, "affinity_types": kinds, "attributes": node.attrs}
     if parameters is not None:
         request["parameters"] = parameters
-    answer = await call_json(info, "sfde", "evaluate_affinity", {"requests": [request]},
+    answer = await call_json(info, peers.sfde.evaluate_affinity, {"requests": [request]},
                              arguments={f"requests[0].{k}": v for k, v in arguments.items()})
     return answer["results"][0]["affinity"]  # type: ignore[no-any-return]
 
@@ -224,7 +225,7 @@ class LegacyQuery:
         graph = await fetch_graph(info, str(graph_id) if graph_id else None, "graphId")
         node = node_of(graph, node_id, "nodeId")
         run, by_type = await asyncio.gather(
-            call_json(info, "dag_alpha", "run", _graph_source(graph)),
+            call_json(info, peers.dag_alpha.run, _graph_source(graph)),
             affinity_of(info, node, ["cost"], parameters,
                               {"parameters": "parameters", "attributes": "nodeId"}))
         scores = run["nodes"].get(node_id, {})
@@ -244,7 +245,7 @@ class LegacyQuery:
                                   "executeDataAffinity accepts.")
     async def affinity_configuration(self, info: Info) -> AffinityConfiguration:
         count(info, "affinityConfiguration")
-        answer = await call_json(info, "functor_types", "list_types")
+        answer = await call_json(info, peers.functor_types.list_types)
         return AffinityConfiguration(
             functor_types=[FunctorAffinityType(name=t["name"], data_affinity=t["description"],
                                                included_functors=t["functors"])
@@ -263,7 +264,7 @@ class LegacyMutation:
         count(info, "updateNodePosition")
         payload = {"graph_id": str(graph_id) if graph_id else None,
                    "positions": {id: {"x": position.x, "y": position.y}}}
-        await call(info, "graph_runtime", "set_layout", payload, arguments={
+        await call(info, peers.graph_runtime.set_layout, payload, arguments={
             "graph_id": "graphId", f"positions.{id}": "id", f"positions.{id}.x": "position.x",
             f"positions.{id}.y": "position.y"})
         return f"Updated position for node {id}"
@@ -303,7 +304,7 @@ class LegacyMutation:
         event = {"idempotency_key": f"graphql-trigger-{uuid.uuid4().hex}",
                  "type": pulse_type.value.removesuffix("_pulse"), "node": source_node,
                  "graph_id": gid, "payload": payload}
-        answer = await call_json(info, "callback_engine", "submit_events", {"events": [event]})
+        answer = await call_json(info, peers.callback_engine.submit_events, {"events": [event]})
         event_id = answer["events"][0]["event_id"]
         return PulseEvent(id=event_id, pulse_type=pulse_type, source_node=source_node,
                           target_node=target_node, timestamp=event_time(event_id),

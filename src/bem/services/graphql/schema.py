@@ -34,6 +34,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, Info
 
 from bem.errors import BemError
+from bem.services.graphql import peers
 from bem.services.graphql.calls import call, call_json, service_context
 from bem.services.graphql.convert import jsonable, pick, without_unset
 from bem.services.graphql.dag import DagRun, dag_run_from
@@ -135,7 +136,7 @@ class Query(LegacyQuery):
 
     @strawberry.field(description="The sample project V01-V10.")
     async def sample_graph(self, info: Info) -> Graph:
-        return graph_from(await call(info, "graph_runtime", "sample"))
+        return graph_from(await call(info, peers.graph_runtime.sample))
 
     @strawberry.field(description="Analyse a stored (`graph_id`) or inline (`graph`) graph; "
                                   "only the requested `metrics` are filled in.")
@@ -148,11 +149,11 @@ class Query(LegacyQuery):
     # --- sfde --------------------------------------------------------------------------
     @strawberry.field(description="The formula catalogue (sfde GET /formulas).")
     async def formulas(self, info: Info) -> list[Formula]:
-        return formulas_from(await call(info, "sfde", "list_formulas"))
+        return formulas_from(await call(info, peers.sfde.list_formulas))
 
     @strawberry.field(description="One formula: parameters, units, outputs, reference.")
     async def formula(self, info: Info, name: str) -> Formula:
-        return formula_from(await call_json(info, "sfde", "get_formula", {"name": name}))
+        return formula_from(await call_json(info, peers.sfde.get_formula, name=name))
 
     @strawberry.field(description="Evaluate a named formula for one row (`params`: a number "
                                   "per parameter) or for columns (`columns`: an array per "
@@ -164,41 +165,41 @@ class Query(LegacyQuery):
             payload["params"] = params
         if columns is not None:
             payload["columns"] = columns
-        return evaluation_from(await call(info, "sfde", "evaluate", payload))
+        return evaluation_from(await call(info, peers.sfde.evaluate, payload))
 
     @strawberry.field(description="Evaluate a safe arithmetic expression over variables "
                                   "(numbers, or arrays evaluated element-wise).")
     async def evaluate_expression(self, info: Info, expression: str,
                                   variables: JSON | None = None) -> ExpressionValue:
-        answer = await call_json(info, "sfde", "evaluate_expression",
+        answer = await call_json(info, peers.sfde.evaluate_expression,
                                  {"expression": expression, "variables": variables or {}})
         return pick(ExpressionValue, answer)  # type: ignore[no-any-return]
 
     # --- functor_types -----------------------------------------------------------------
     @strawberry.field(description="The functor-type registry.")
     async def functor_types(self, info: Info) -> FunctorTypeRegistry:
-        return registry_from(await call(info, "functor_types", "list_types"))
+        return registry_from(await call(info, peers.functor_types.list_types))
 
     @strawberry.field(description="One functor type and its component schema.")
     async def functor_type(self, info: Info, name: str) -> FunctorTypeDetail:
-        return type_detail_from(await call(info, "functor_types", "get_type", {"name": name}))
+        return type_detail_from(await call(info, peers.functor_types.get_type, name=name))
 
     @strawberry.field(description="Validate components (nodes of a project graph: id, "
                                   "phase, functor, attrs...) against their functor types.")
     async def validate_components(self, info: Info, components: JSON) -> Validation:
-        return validation_from(await call(info, "functor_types", "validate",
+        return validation_from(await call(info, peers.functor_types.validate,
                                           {"components": components}))
 
     @strawberry.field(description="The affinity matrix between design domains.")
     async def affinity(self, info: Info) -> Affinity:
-        answer = await call_json(info, "functor_types", "affinity")
+        answer = await call_json(info, peers.functor_types.affinity)
         return pick(Affinity, answer)  # type: ignore[no-any-return]
 
     @strawberry.field(description="May these types run in these phases, may these types "
                                   "feed each other? With no pairs, just the tables.")
     async def compatibility(self, info: Info, placements: list[PlacementInput] | None = None,
                             links: list[LinkInput] | None = None) -> Compatibility:
-        return compatibility_from(await call(info, "functor_types", "compatibility", {
+        return compatibility_from(await call(info, peers.functor_types.compatibility, {
             "placements": without_unset(placements or []),
             "links": without_unset(links or [])}))
 
@@ -207,32 +208,31 @@ class Query(LegacyQuery):
                                   "(idempotent: also a query).")
     async def dag_run(self, info: Info, graph_id: strawberry.ID | None = None,
                       graph: GraphInput | None = None) -> DagRun:
-        return dag_run_from(await call(info, "dag_alpha", "run", _source(graph_id, graph)))
+        return dag_run_from(await call(info, peers.dag_alpha.run, _source(graph_id, graph)))
 
     # --- optimization ------------------------------------------------------------------
     @strawberry.field(description="Choose one option per component under a budget and "
                                   "constraints (`problem`: the body of optimization POST "
                                   "/select; a MILP).")
     async def select_options(self, info: Info, problem: JSON) -> Selection:
-        return selection_from(await call(info, "optimization", "select", problem))
+        return selection_from(await call(info, peers.optimization.select, problem))
 
     @strawberry.field(description="Minimise or maximise an sfde formula output over bounded "
                                   "parameters (`problem`: the body of optimization POST "
                                   "/parameters).")
     async def optimize_parameters(self, info: Info, problem: JSON) -> ParameterOptimum:
-        return optimum_from(await call(info, "optimization", "parameters", problem))
+        return optimum_from(await call(info, peers.optimization.parameters, problem))
 
     @strawberry.field(description="Where the nodes of a stored graph (or, without graphId, "
                                   "the sample project) are drawn.")
     async def layout(self, info: Info, graph_id: strawberry.ID | None = None) -> Layout:
-        return layout_from(await call(info, "graph_runtime", "get_layout",
-                                      {} if graph_id is None else {"graph_id": graph_id},
+        return layout_from(await call(info, peers.graph_runtime.get_layout, graph_id=graph_id,
                                       arguments={"graph_id": "graphId"}))
 
     # --- callback_engine ---------------------------------------------------------------
     @strawberry.field(description="An accepted event and its processing status.")
     async def event(self, info: Info, id: strawberry.ID) -> Event:
-        return event_from(await call(info, "callback_engine", "get_event", {"event_id": id}))
+        return event_from(await call(info, peers.callback_engine.get_event, event_id=id))
 
     @strawberry.field(description="The last finished events (processed or failed), most "
                                   "recently finished first.")
@@ -241,20 +241,20 @@ class Query(LegacyQuery):
 
     @strawberry.field(description="Event processing counters and lag.")
     async def event_stats(self, info: Info) -> JSON:
-        return await call_json(info, "callback_engine", "stats")
+        return await call_json(info, peers.callback_engine.stats)
 
     # --- the platform ------------------------------------------------------------------
     @strawberry.field(description="Every cluster and replica with each service's health, "
                                   "aggregated fail > warn > pass (the dashboard's report).")
     async def health(self, info: Info) -> Health:
-        return health_from(await call(info, "dashboard", "cluster_health"))
+        return health_from(await call(info, peers.dashboard.cluster_health))
 
 
 @strawberry.type
 class Mutation(LegacyMutation):
     @strawberry.mutation(description="Store a graph; its id is its content hash.")
     async def store_graph(self, info: Info, graph: GraphInput) -> StoredGraph:
-        answer = jsonable(await call(info, "graph_runtime", "store_graph",
+        answer = jsonable(await call(info, peers.graph_runtime.store_graph,
                                      without_unset(graph)))
         return StoredGraph(graph_id=strawberry.ID(answer["graph_id"]), nodes=answer["nodes"],
                            edges=answer["edges"], created=answer["created"])
@@ -262,13 +262,13 @@ class Mutation(LegacyMutation):
     @strawberry.mutation(description="Submit pulse events to the callback engine; each is "
                                      "accepted once per idempotency key.")
     async def submit_events(self, info: Info, events: list[EventInput]) -> SubmittedEvents:
-        return submitted_from(await call(info, "callback_engine", "submit_events",
+        return submitted_from(await call(info, peers.callback_engine.submit_events,
                                          {"events": without_unset(events)}))
 
     @strawberry.mutation(description="Run the alpha phase over a stored or inline graph.")
     async def run_dag(self, info: Info, graph_id: strawberry.ID | None = None,
                       graph: GraphInput | None = None) -> DagRun:
-        return dag_run_from(await call(info, "dag_alpha", "run", _source(graph_id, graph)))
+        return dag_run_from(await call(info, peers.dag_alpha.run, _source(graph_id, graph)))
 
     @strawberry.mutation(description="Move nodes of a stored graph (or, without graphId, the "
                                      "sample project); the others keep their positions. The "
@@ -277,7 +277,7 @@ class Mutation(LegacyMutation):
                                  graph_id: strawberry.ID | None = None) -> Layout:
         payload = {"graph_id": graph_id, "positions": {p.node: {"x": p.x, "y": p.y}
                                                        for p in positions}}
-        return layout_from(await call(info, "graph_runtime", "set_layout", payload,
+        return layout_from(await call(info, peers.graph_runtime.set_layout, payload,
                                       arguments={"graph_id": "graphId"}))
 
 

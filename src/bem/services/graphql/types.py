@@ -17,6 +17,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from bem.services.graph_runtime.models import Metric as MetricName
+from bem.services.graphql import peers
 from bem.services.graphql.calls import call
 from bem.services.graphql.convert import jsonable, pick, without_unset
 from bem.services.graphql.legacy_types import (
@@ -63,8 +64,7 @@ class GraphIndex:
         """The graph's layout, fetched once however many nodes ask (graph_runtime)."""
         if self._layout is None:
             self._layout = asyncio.ensure_future(call(
-                info, "graph_runtime", "get_layout",
-                {} if self.graph_id is None else {"graph_id": self.graph_id}))
+                info, peers.graph_runtime.get_layout, graph_id=self.graph_id))
         return jsonable(await self._layout)["positions"]  # type: ignore[no-any-return]
 
 
@@ -356,4 +356,4 @@ async def analyze(info: Info, source: dict[str, Any], metrics: list[Any],
     payload = {**source, "metrics": [m.value for m in metrics]}
     if options is not None:
         payload["options"] = without_unset(options)
-    return analysis_from(await call(info, "graph_runtime", "analyze", payload))
+    return analysis_from(await call(info, peers.graph_runtime.analyze, payload))

@@ -10,14 +10,14 @@ to change. See docs/optimization.md.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from typing import Any
 
-import numpy as np
-
 from bem.errors import ValidationFailed
-from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
+from bem.runtime.runtime import Ctx, ServiceContext
+from bem.runtime.service import ServiceSpec
 from bem.services.optimization import legacy
 from bem.services.optimization.errors import OUTCOME_ERRORS
 from bem.services.optimization.models import (
@@ -77,6 +77,8 @@ def _no_answer(status: str, message: str, field: str | None) -> ValidationFailed
 @service.operation("POST", "/select", idempotent=True)
 async def select(body: SelectRequest, ctx: Ctx) -> SelectResult:
     """Choose one option per component: maximum weighted score under budget and constraints."""
+    import numpy as np  # here: a process that only calls optimization never loads NumPy
+
     from bem.services.optimization.choices import build_selection
     from bem.services.optimization.selection import solve_selection
 
@@ -132,7 +134,7 @@ def _selection_error(answer: dict[str, Any], body: SelectRequest) -> ValidationF
 
 
 def _finite(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
+    return float(value) if math.isfinite(value) else None
 
 
 # --- POST /parameters -------------------------------------------------------------------------
@@ -141,6 +143,9 @@ async def parameters(body: ParametersRequest, ctx: Ctx) -> ParametersResult:
     """Minimise or maximise an sfde formula output over bounded variables, with constraints."""
     from bem.services.optimization.parameters import solve
     from bem.services.optimization.sfde_problem import SfdeBatch, blocking, compile_problem
+
+    # a peer: imported on the first call, not at start-up
+    from bem.services.sfde.api import evaluate
 
     _check_time_limit(ctx, body.time_limit)
     spec = await compile_problem(ctx, body)
@@ -160,7 +165,7 @@ async def parameters(body: ParametersRequest, ctx: Ctx) -> ParametersResult:
     params = {**{p: spec.fixed[p] for p in spec.parameters[body.formula] if p in spec.fixed},
               **answer}
     batch.calls += 1
-    final = await ctx.call("sfde", "evaluate", {"formula": body.formula, "params": params})
+    final = await ctx.call(evaluate, {"formula": body.formula, "params": params})
     return ParametersResult(
         status=outcome.status, optimal=outcome.status == "optimal", formula=body.formula,
         output=body.output, sense=body.sense, objective=float(final.outputs[body.output]),

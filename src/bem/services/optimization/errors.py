@@ -49,8 +49,4 @@ class Problems:
 
     def raise_any(self) -> None:
         if self.details:
-            d = self.details
-            message = "; ".join(f"{x['field']}: {x['message']}" for x in d[:5])
-            if len(d) > 5:
-                message += f"; and {len(d) - 5} more"
-            raise ValidationFailed(message, field=d[0]["field"], details=d)
+            raise ValidationFailed.naming(self.details)

@@ -13,7 +13,8 @@ from typing import Any
 
 from bem.errors import ValidationFailed
 from bem.models.legacy import OldComponents
-from bem.runtime.service import OldPayload, ServiceContext
+from bem.runtime.runtime import ServiceContext
+from bem.runtime.service import OldPayload
 
 WHY = ("optimization chooses one option per component (the body of POST /select: "
        "components[{id, options[{id, cost, scores}]}], budget, agent_coefficients); an old "

@@ -16,17 +16,18 @@ import ast
 import asyncio
 import concurrent.futures
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from bem.errors import BemError, NotFound
-from bem.runtime.service import ServiceContext
+from bem.runtime.runtime import ServiceContext
 from bem.services.optimization.errors import Problems
 from bem.services.optimization.models import ParametersRequest
 from bem.services.optimization.parameters import LimitReached, Problem
+from bem.services.sfde.api import evaluate, evaluate_expression, get_formula
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ async def _formulas(ctx: ServiceContext, wanted: dict[str, str]) -> dict[str, An
 
     async def one(name: str) -> Any:
         try:
-            return await ctx.call("sfde", "get_formula", {"name": name})
+            return await ctx.call(get_formula, name=name)
         except NotFound as exc:
             where = fields[name]
             raise NotFound(f"{where}: {exc.message.removeprefix('name: ')}",
@@ -231,25 +232,27 @@ class SfdeBatch:
                    [self.spec.fixed[p]] * k
                    for p in self.spec.parameters[formula]
                    if p in self._column or p in self.spec.fixed}
-        result = await self._call("evaluate", {"formula": formula, "columns": columns},
+        result = await self._call(evaluate, {"formula": formula, "columns": columns},
                                   where, X)
         return result.outputs  # type: ignore[no-any-return]
 
     async def _expression(self, t: Term, X: np.ndarray) -> np.ndarray:
         variables = {n: X[:, self._column[n]].tolist() if n in self._column else
                      self.spec.fixed[n] for n in t.names}
-        result = await self._call("evaluate_expression",
+        result = await self._call(evaluate_expression,
                                   {"expression": t.expression, "variables": variables},
                                   t.where, X)
         if result.values is not None:
             return np.asarray(result.values, dtype=float)
         return np.full(len(X), float(result.value))
 
-    async def _call(self, operation: str, payload: dict[str, Any], where: str,
-                    X: np.ndarray) -> Any:
+    async def _call(self, operation: Callable[..., Awaitable[Any]], body: dict[str, Any],
+                    where: str, X: np.ndarray) -> Any:
+        """An sfde operation over values built from the request (a mapping: sfde validates
+        it and names the field, which `_blame` turns into the request's)."""
         self.calls += 1
         try:
-            return await self.ctx.call("sfde", operation, payload)
+            return await self.ctx.call(operation, body)
         except BemError as exc:
             where = self._blame(where, exc.field)
             point = ", ".join(f"{n}={X[0, i]:.6g}" for i, n in enumerate(self.spec.names))

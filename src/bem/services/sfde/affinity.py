@@ -42,7 +42,7 @@ from bem.services.sfde.models import (
 )
 
 if TYPE_CHECKING:
-    from bem.runtime.service import ServiceContext
+    from bem.runtime.runtime import ServiceContext
     from bem.services.sfde.engine import Formula
 
 G = 9.80665  # m/s^2, standard gravity: the weight of a mass

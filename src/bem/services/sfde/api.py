@@ -19,7 +19,8 @@ from functools import cache
 from fastapi import FastAPI
 
 from bem.errors import NotFound, PayloadTooLarge
-from bem.runtime.service import Ctx, ServiceContext, ServiceSpec
+from bem.runtime.runtime import Ctx, ServiceContext
+from bem.runtime.service import ServiceSpec
 from bem.services.sfde import legacy
 from bem.services.sfde.models import (
     AffinityRequest,

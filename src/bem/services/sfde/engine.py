@@ -26,7 +26,6 @@ Columns = Mapping[str, Array]
 Problem = tuple[str, Array, str]
 Check = Callable[[Columns], Sequence[Problem]]
 
-MAX_DETAILS = 5  # errors listed in one message; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -147,10 +146,7 @@ def _detail(field_name: str, message: str, kind: str) -> dict[str, Any]:
 
 
 def _error(details: list[dict[str, Any]]) -> ValidationFailed:
-    message = "; ".join(f"{d['field']}: {d['message']}" for d in details[:MAX_DETAILS])
-    if len(details) > MAX_DETAILS:
-        message += f"; and {len(details) - MAX_DETAILS} more"
-    return ValidationFailed(message, field=details[0]["field"], details=details)
+    return ValidationFailed.naming(details)
 
 
 def _failed(problems: list[Problem], columns: Columns, prefix: str, indexed: bool

@@ -28,7 +28,8 @@ from pydantic import ValidationError as PydanticValidationError
 from bem.errors import ValidationFailed
 from bem.models.legacy import OldComponents
 from bem.runtime.legacy import readdress
-from bem.runtime.service import OldPayload, ServiceContext, validation_failed
+from bem.runtime.runtime import ServiceContext
+from bem.runtime.service import OldPayload, validation_failed
 from bem.services.sfde.models import AffinityRequest, AffinityResult, AffinityType
 
 DEFAULT_TYPES = ("structural", "cost", "energy")  # what the old sfde assumed without any

@@ -12,7 +12,8 @@ Where the target runs decides the transport:
   a socket and nothing is copied;
 - elsewhere: through the replica loop (`bem.runtime.replicas`: round-robin over the
   registry, failing replicas ejected, retries by its rules). Idempotent requests are GET,
-  HEAD, OPTIONS, an operation the target's ServiceSpec marks idempotent, or the legacy
+  HEAD, OPTIONS, an operation the target's ServiceSpec marks idempotent (the catalogue of
+  specs is handed in by the graphql service: the gateway imports no service), or the legacy
   `POST /process` envelope of such an operation. The request body is bounded by
   MAX_BODY_SIZE and kept, so it can be sent twice; answers up to BUFFER_LIMIT are read whole
   before answering (so a replica dying mid-answer is still retried), bigger ones streamed.
@@ -24,25 +25,21 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterable, MutableMapping
-from functools import cache
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
 from starlette.routing import compile_path
 
-from bem.clusters import ALL_SERVICES, GATEWAY_SERVICES
 from bem.errors import BemError
 from bem.runtime.replicas import Outcome, Request, failure
 from bem.runtime.upstream import Answer, Broken
-from bem.services import spec
 
 if TYPE_CHECKING:
-    from bem.runtime.service import ServiceContext
+    from bem.runtime.runtime import ServiceContext
+    from bem.runtime.service import ServiceSpec
 
-ROUTABLE: tuple[str, ...] = tuple(s for s in ALL_SERVICES if s not in GATEWAY_SERVICES)
-_ROUTABLE = frozenset(ROUTABLE)
 ROUTE = "/{service}/{path:path}"
 METHODS = ["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -71,9 +68,11 @@ class RouteLabel:
 _LABEL = RouteLabel()
 
 
-@cache
-def _idempotent_routes(service: str) -> tuple[tuple[str, re.Pattern[str]], ...]:
-    target = spec(service)
+IdempotentRoutes = tuple[tuple[str, re.Pattern[str]], ...]
+
+
+def idempotent_routes(target: ServiceSpec) -> IdempotentRoutes:
+    """(method, path pattern) of the operations of `target` that may be sent twice."""
     routes = [(op.method, compile_path(op.path)[0])
               for op in target.operations.values() if op.idempotent]
     legacy = target.operations.get(target.legacy_operation or "")
@@ -82,17 +81,17 @@ def _idempotent_routes(service: str) -> tuple[tuple[str, re.Pattern[str]], ...]:
     return tuple(routes)
 
 
-def is_idempotent(service: str, method: str, path: str) -> bool:
+def is_idempotent(routes: IdempotentRoutes, method: str, path: str) -> bool:
     """Safe methods, and the operations the target's ServiceSpec marks idempotent."""
     if method in SAFE_METHODS:
         return True
-    return any(m == method and rx.match(path) for m, rx in _idempotent_routes(service))
+    return any(m == method and rx.match(path) for m, rx in routes)
 
 
-def routed_service(path: str) -> str | None:
+def routed_service(path: str, routable: frozenset[str]) -> str | None:
     """The service a gateway path routes to: `/{service}/...` with a routable service."""
     service, slash, _ = path[1:].partition("/")
-    return service if slash and service in _ROUTABLE else None
+    return service if slash and service in routable else None
 
 
 def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
@@ -145,13 +144,23 @@ def target_of(scope: Scope, service: str, strip_credentials: bool) -> str:
 
 
 class Router:
-    """Forwards `/{service}/{path}` (ASGI); built by the graphql service's setup."""
+    """Forwards `/{service}/{path}` (ASGI); built by the graphql service's setup, which hands
+    in the catalogue (`bem.services.spec`) for the targets' idempotent operations."""
 
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, catalogue: Callable[[str], ServiceSpec]) -> None:
         self.ctx = ctx
         self.runtime = ctx.runtime
         self.timeout = ctx.settings.request_timeout
         self.keyed = bool(ctx.settings.api_key_set)
+        self.routable = frozenset(ctx.runtime.placement.routable())
+        self._catalogue = catalogue
+        self._idempotent: dict[str, IdempotentRoutes] = {}
+
+    def idempotent(self, service: str, method: str, path: str) -> bool:
+        routes = self._idempotent.get(service)
+        if routes is None:  # read once per service, on its first non-safe request
+            routes = self._idempotent[service] = idempotent_routes(self._catalogue(service))
+        return is_idempotent(routes, method, path)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any, service: str) -> None:
         target = target_of(scope, service, self.keyed)
@@ -203,7 +212,8 @@ class Router:
         method = scope["method"]
         request = Request(service=service, method=method.encode(),
                           target=target.encode("latin-1"), headers=headers, body=body,
-                          idempotent=is_idempotent(service, method, target.split("?", 1)[0]),
+                          idempotent=self.idempotent(service, method,
+                                                     target.split("?", 1)[0]),
                           what=f"{method} {target}")
         answer = await self.runtime.client.replicas.send(request, BUFFER_LIMIT)
         try:
@@ -238,7 +248,8 @@ class RoutingMiddleware:
         self.router = router
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        service = routed_service(scope["path"]) if scope["type"] == "http" else None
+        service = routed_service(scope["path"], self.router.routable) \
+            if scope["type"] == "http" else None
         if service is None:
             await self.app(scope, receive, send)
             return

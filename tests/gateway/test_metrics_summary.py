@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bem.runtime.metrics import SHARED, Metrics
-from bem.services.dashboard.metrics_summary import (
+from bem.gateway.metrics_summary import (
     RateTracker,
     parse_totals,
     quantile,
     registry_totals,
     samples,
 )
+from bem.runtime.metrics import SHARED, Metrics
 
 
 def traffic(m: Metrics, requests: int, latency: float) -> None:

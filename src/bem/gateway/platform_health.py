@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
-from bem.clusters import ALL_SERVICES, CLUSTER_OF
+from bem.gateway.metrics_summary import RateTracker, parse_totals, registry_totals
 from bem.runtime.health import cluster_health, worst
+from bem.runtime.placement import Placement
 from bem.runtime.registry import static_url
-from bem.services.dashboard.metrics_summary import RateTracker, parse_totals, registry_totals
 
 if TYPE_CHECKING:
     from bem.runtime.runtime import Runtime
@@ -91,15 +91,12 @@ def unreachable(target: Target, error: str) -> Replica:
                    status="fail", services=services, error=error)
 
 
-def collector(runtime: Runtime) -> Collector:
-    """The process's collector, shared by the dashboard and the ECM WebSocket's `health`
-    topic (one memory of where services were seen, one set of rate baselines)."""
-    return runtime.shared.setdefault("platform_health", Collector(runtime))  # type: ignore
-
-
 class Collector:
+    """The platform report of one process (one per process: `bem.gateway.Gateway`)."""
+
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.placement = runtime.placement
         self.home: dict[str, str] = {}  # service -> cluster it was last seen in
         self.rates = RateTracker()
         self._inflight: dict[bool, asyncio.Future[dict[str, Any]]] = {}
@@ -133,7 +130,7 @@ class Collector:
                 self.home.update(dict.fromkeys(replica.services, replica.cluster))
         source = "registry" if use_registry else (
             "static (Redis unavailable)" if rt.redis.configured else "static")
-        return aggregate(replicas, self.home, source)
+        return aggregate(replicas, self.home, source, self.placement)
 
     async def _registry_targets(self) -> list[Target]:
         by_instance: dict[str, dict[str, Any]] = {}
@@ -152,9 +149,10 @@ class Collector:
 
     def _static_targets(self) -> list[Target]:
         settings = self.runtime.settings
-        return [Target(base=static_url(settings, svc), path=report_path(svc),
-                       cluster=self.home.get(svc, CLUSTER_OF[svc]), services=(svc,))
-                for svc in ALL_SERVICES if svc not in self.runtime.contexts]
+        cluster_of = self.placement.cluster_of
+        return [Target(base=static_url(settings, svc, cluster_of[svc]), path=report_path(svc),
+                       cluster=self.home.get(svc, cluster_of[svc]), services=(svc,))
+                for svc in self.placement.services if svc not in self.runtime.contexts]
 
     async def _fetch(self, target: Target) -> Replica:
         try:
@@ -211,20 +209,21 @@ def dedupe(replicas: Iterable[Replica]) -> list[Replica]:
     return list(seen.values())
 
 
-def aggregate(replicas: list[Replica], home: dict[str, str], source: str) -> dict[str, Any]:
+def aggregate(replicas: list[Replica], home: dict[str, str], source: str,
+              placement: Placement) -> dict[str, Any]:
     """The platform report: clusters -> replicas -> services, and services across replicas."""
     clusters: dict[str, dict[str, Any]] = {}
     for replica in sorted(replicas, key=lambda r: (r.cluster, r.instance or "")):
         entry = clusters.setdefault(replica.cluster, {"replicas": [], "missing": []})
         entry["replicas"].append(replica.to_dict())
     services: dict[str, dict[str, Any]] = {}
-    for svc in ALL_SERVICES:
+    for svc in placement.services:
         statuses = [r.services[svc]["status"] for r in replicas if svc in r.services]
         healthy = sum(s != "fail" for s in statuses)
         services[svc] = {"status": worst(statuses) if statuses else "fail",
                          "replicas": len(statuses), "healthy": healthy}
         if not statuses:
-            cluster = home.get(svc, CLUSTER_OF[svc])
+            cluster = home.get(svc, placement.cluster_of[svc])
             clusters.setdefault(cluster, {"replicas": [], "missing": []})["missing"].append(svc)
     for entry in clusters.values():
         statuses = [r["status"] for r in entry["replicas"]]
