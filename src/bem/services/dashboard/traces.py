@@ -1,11 +1,11 @@
 """The slowest recent traces per service, for the dashboard's waterfall page (`/traces`).
 
 Every process keeps its last finished spans in memory (runtime/otel.py, `SpanBuffer`) and
-serves them at `/traces/local`. The dashboard asks every process it finds (the same
-replicas as the health report, gateway/platform_health.py) for the slowest traces that
-began there, keeps the SLOWEST per service, then asks every process again for all the spans of those traces
-(one trace crosses processes in sprawl) and lays each trace out as a waterfall: its spans
-in start order, each with its depth, offset and duration from the trace's start.
+serves them at `/traces/local`. The dashboard asks every process it finds (the same replicas
+as the health report, gateway/platform_health.py) for the slowest traces that began there,
+keeps the SLOWEST per service, then asks every process again for all the spans of those
+traces (one trace crosses processes in sprawl) and lays each trace out as a waterfall: its
+spans in start order, each with its depth, offset and duration from the trace's start.
 """
 
 from __future__ import annotations
