@@ -64,7 +64,8 @@ class OldComponents(BaseModel):
 
     components: list[OldComponent] = Field(min_length=1)
     node_sequence: list[str] | None = Field(
-        None, description="ids of components to process, in order (default: all)")
+        None, min_length=1,  # selecting none would leave every service an empty graph
+        description="ids of components to process, in order (default: all)")
     phase: str | None = Field(None, max_length=64,
                               description="the old platform's phase (phase_1..3, "
                                           "cross_phase, alpha, beta, gamma)")

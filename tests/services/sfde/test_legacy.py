@@ -152,6 +152,8 @@ async def test_the_old_spatial_lists_are_accepted_and_not_read(
      "Extra inputs"),
     ({"components": [{"id": "A", "w": True, "L": 2}], "affinity_types": ["structural"]},
      "data.components[0].w", "must be a finite number"),
+    ({"components": [{"id": "A"}], "node_sequence": [], "affinity_types": ["cost"]},
+     "data.node_sequence", "at least 1 item"),  # selecting none is no request (every service)
     ({"components": [{"id": "A"}], "affinity_types": ["spatial", "astral"]},
      "data.affinity_types[1]", "unknown affinity type 'astral'"),
     ({"sfde_requests": [{"affinity_type": "cost"}] * 501}, "data.sfde_requests",
