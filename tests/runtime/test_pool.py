@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -125,13 +126,20 @@ async def test_workers_start_on_demand_and_retire_when_idle(
         pids = set(await asyncio.gather(*(p.run(tasks.pid_after, 1.0) for _ in range(4))))
         assert len(pids) == 2 and len(p.pids) == 2  # concurrent tasks: up to WORKERS
         retired = set(p.pids)
-        for _ in range(100):  # idle past IDLE_SECONDS: retired
-            if not p.pids:
+
+        def running(pid: int) -> bool:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+            return False
+
+        # Idle past IDLE_SECONDS: out of the pool at once, and each process gone once it has
+        # exited (it is asked to, then joined for up to 3 s, then killed).
+        for _ in range(150):
+            if not p.pids and not any(running(pid) for pid in retired):
                 break
             await asyncio.sleep(0.1)
         assert p.pids == [] and p.health()["status"] == "pass"
-        assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
-                       for pid in retired)
+        assert not any(running(pid) for pid in retired)
         assert await p.run(tasks.square, 4) == 16  # and the next task starts one again
     finally:
         await p.close()

@@ -154,7 +154,9 @@ async def test_browser_shows_every_cluster_and_a_killed_one_turns_red(
             await expect(compute).to_have_attribute("data-status", "fail", timeout=20_000)
             await expect(page.locator("#overall")).to_have_text("fail")
             pill = compute.locator("h2 .pill")
-            assert await pill.evaluate("e => getComputedStyle(e).backgroundColor") == FAIL_RED
+            # to_have_css retries: the page re-renders every 0.5 s, and a computed style read
+            # from a card just replaced is empty
+            await expect(pill).to_have_css("background-color", FAIL_RED)
             for name in ("logic", "gateway"):  # the others stay as they were
                 await expect(page.locator(f'article[data-cluster="{name}"]')
                              ).to_have_attribute("data-status", "pass")
