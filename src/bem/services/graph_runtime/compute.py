@@ -163,13 +163,20 @@ def analyze(graph: dict[str, Any], metrics: list[str], options: dict[str, Any]
             ) -> dict[str, Any]:
     """Compute the requested metrics. A DAG-only metric on a cyclic graph is a 422."""
     g = build(graph)
-    if DAG_METRICS.intersection(metrics):
-        cycle = find_cycle(g)
-        if cycle is not None:
-            wanted = ", ".join(sorted(DAG_METRICS.intersection(metrics)))
-            raise ValidationFailed(
-                f"graph: {wanted} need a DAG, but the graph has the cycle "
-                f"{' -> '.join(cycle)}", field="graph.edges",
-                details=[{"field": "graph.edges", "message": "cycle", "cycle": cycle,
-                          "type": "cycle"}])
+    require_dag(metrics, lambda: find_cycle(g))
     return {name: METRICS[name](g, options) for name in metrics}
+
+
+def require_dag(metrics: Iterable[str], cycle_of: Callable[[], list[str] | None]) -> None:
+    """A DAG-only metric asked of a cyclic graph is a 422 naming a cycle (`cycle_of` finds
+    one, or None; it runs only when such a metric is asked)."""
+    wanted = DAG_METRICS.intersection(metrics)
+    if not wanted:
+        return
+    cycle = cycle_of()
+    if cycle is not None:
+        raise ValidationFailed(
+            f"graph: {', '.join(sorted(wanted))} need a DAG, but the graph has the cycle "
+            f"{' -> '.join(cycle)}", field="graph.edges",
+            details=[{"field": "graph.edges", "message": "cycle", "cycle": cycle,
+                      "type": "cycle"}])

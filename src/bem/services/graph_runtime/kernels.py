@@ -35,7 +35,7 @@ import scipy.sparse
 
 from bem.errors import ValidationFailed
 from bem.services.graph_runtime import compiled, exact
-from bem.services.graph_runtime.compute import DAG_METRICS
+from bem.services.graph_runtime.compute import require_dag
 
 # Conversions kept per process: a 50,000-node graph's takes ~60 MB (measured, see README).
 PREPARED_KEEP = 4
@@ -290,15 +290,7 @@ def run(p: Prepared, metrics: list[str], options: dict[str, Any], fast: bool
         ) -> dict[str, Any]:
     """The requested metrics of a converted graph. A DAG-only metric on a cyclic graph is a
     422 naming a cycle."""
-    if DAG_METRICS.intersection(metrics):
-        cycle = _cycle(p)
-        if cycle is not None:
-            wanted = ", ".join(sorted(DAG_METRICS.intersection(metrics)))
-            raise ValidationFailed(
-                f"graph: {wanted} need a DAG, but the graph has the cycle "
-                f"{' -> '.join(cycle)}", field="graph.edges",
-                details=[{"field": "graph.edges", "message": "cycle", "cycle": cycle,
-                          "type": "cycle"}])
+    require_dag(metrics, lambda: _cycle(p))
     return {name: METRICS[name](p, options, fast) for name in metrics}
 
 
