@@ -35,8 +35,8 @@ from __future__ import annotations
 import os
 import random
 import tempfile
-from collections.abc import Sequence
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -331,15 +331,16 @@ def _edges(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray
     return rows[keep], indices[keep], weights[keep]
 
 
-def louvain(succ: Sequence[Sequence[int]], succ_w: Sequence[Sequence[float]], compiled: bool,
-            seed: int = 42, threshold: float = 1e-7) -> list[np.ndarray]:
-    """The partition NetworkX's Louvain finds, as arrays of node indices."""
-    n = len(succ)
-    a = np.repeat(np.arange(n, dtype=np.int64), [len(s) for s in succ])
-    if len(a) == 0:
+def louvain(succ: Any, compiled: bool, seed: int = 42, threshold: float = 1e-7
+            ) -> list[np.ndarray]:
+    """The partition NetworkX's Louvain finds, as arrays of node indices. `succ`: the
+    directed adjacency as CSR (`kernels.CSR`: indptr, indices, weights), rows in
+    NetworkX's adjacency order."""
+    n = len(succ.indptr) - 1
+    if len(succ.indices) == 0:
         return [np.array([u]) for u in range(n)]
-    b = np.fromiter((v for s in succ for v in s), dtype=np.int64, count=len(a))
-    w = np.fromiter((x for s in succ_w for x in s), dtype=np.float64, count=len(a))
+    a = np.repeat(np.arange(n, dtype=np.int64), np.diff(succ.indptr))
+    b, w = succ.indices.astype(np.int64), succ.weights.astype(np.float64)
     # DiGraph.to_undirected, then louvain_partitions' own copy (add_weighted_edges_from).
     undirected = adjacency(a, b, w, n, summed=False)
     adj = adjacency(*_edges(*undirected), n, summed=False)

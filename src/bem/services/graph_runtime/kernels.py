@@ -26,7 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -41,6 +41,14 @@ from bem.services.graph_runtime.compute import require_dag
 PREPARED_KEEP = 4
 
 
+class CSR(NamedTuple):
+    """An adjacency as arrays: row i's targets are indices[indptr[i]:indptr[i + 1]]."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    weights: np.ndarray
+
+
 @dataclass(frozen=True)
 class Prepared:
     ids: list[str]
@@ -50,8 +58,8 @@ class Prepared:
     succ_w: list[list[float]]
     pred: list[list[int]]
     pred_w: list[list[float]]
-    out_csr: tuple[np.ndarray, np.ndarray]  # (indptr, indices) of succ, for `compiled`
-    in_csr: tuple[np.ndarray, np.ndarray]  # of pred
+    out_csr: CSR  # succ as arrays, for `compiled` and SciPy
+    in_csr: CSR  # pred as arrays
     graph: rx.PyDiGraph  # node payload = its index; edge payload = weight
     edges: int
     self_loops: int
@@ -99,14 +107,14 @@ def _collapse(src: np.ndarray, dst: np.ndarray, weight: np.ndarray, n: int
 
 
 def _lists(a: np.ndarray, b: np.ndarray, w: np.ndarray, n: int
-           ) -> tuple[tuple[np.ndarray, np.ndarray], list[list[int]], list[list[float]]]:
-    """Adjacency of a -> b, each row in the order the pairs come in: as CSR (indptr,
-    indices) and as lists of targets and of weights."""
+           ) -> tuple[CSR, list[list[int]], list[list[float]]]:
+    """Adjacency of a -> b, each row in the order the pairs come in: as CSR arrays (for
+    compiled code and SciPy) and as lists of targets and of weights (for the Python loops
+    of `exact`, which index lists faster than arrays)."""
     order = np.argsort(a, kind="stable")
-    indptr = np.searchsorted(a[order], np.arange(n + 1))
-    indices = b[order]
-    bounds, targets, weights = indptr.tolist(), indices.tolist(), w[order].tolist()
-    return ((indptr, indices), [targets[bounds[i]:bounds[i + 1]] for i in range(n)],
+    csr = CSR(np.searchsorted(a[order], np.arange(n + 1)), b[order], w[order])
+    bounds, targets, weights = csr.indptr.tolist(), csr.indices.tolist(), csr.weights.tolist()
+    return (csr, [targets[bounds[i]:bounds[i + 1]] for i in range(n)],
             [weights[bounds[i]:bounds[i + 1]] for i in range(n)])
 
 
@@ -232,13 +240,14 @@ def _degree(p: Prepared, opts: dict[str, Any], _fast: bool) -> dict[str, float]:
 def _betweenness(p: Prepared, opts: dict[str, Any], fast: bool) -> dict[str, float]:
     """Normalised as NetworkX's on a directed graph: by (n - 1)(n - 2)."""
     n = len(p.ids)
-    found = compiled.kernels(fast).betweenness(*p.out_csr)
+    found = compiled.kernels(fast).betweenness(p.out_csr.indptr, p.out_csr.indices)
     scale = 1.0 / ((n - 1) * (n - 2)) if n > 2 else 1.0
     return _by_id(p, (x * scale for x in found.tolist()), opts.get("top_k"))
 
 
 def _closeness(p: Prepared, opts: dict[str, Any], fast: bool) -> dict[str, float]:
-    return _by_id(p, compiled.kernels(fast).closeness(*p.in_csr).tolist(), opts.get("top_k"))
+    found = compiled.kernels(fast).closeness(p.in_csr.indptr, p.in_csr.indices)
+    return _by_id(p, found.tolist(), opts.get("top_k"))
 
 
 def _pagerank(p: Prepared, opts: dict[str, Any], _fast: bool) -> dict[str, float]:
@@ -246,10 +255,11 @@ def _pagerank(p: Prepared, opts: dict[str, Any], _fast: bool) -> dict[str, float
     spread uniformly), max_iter 200, tol 1e-10."""
     alpha = float(opts.get("pagerank_alpha", 0.85))
     n = len(p.ids)
-    rows = np.repeat(np.arange(n), [len(s) for s in p.succ])
-    cols = np.fromiter((v for s in p.succ for v in s), dtype=np.int64, count=p.edges)
-    vals = np.fromiter((w for s in p.succ_w for w in s), dtype=np.float64, count=p.edges)
-    a = scipy.sparse.csr_array((vals, (rows, cols)), shape=(n, n))
+    succ = p.out_csr
+    # A copy: sort_indices works in place, and the other metrics read succ's order.
+    a = scipy.sparse.csr_array((succ.weights, succ.indices, succ.indptr), shape=(n, n),
+                               copy=True)
+    a.sort_indices()  # the canonical form a COO conversion gives: the same sums, in order
     s = a.sum(axis=1)
     s[s != 0] = 1.0 / s[s != 0]
     a = scipy.sparse.dia_array((s.T, 0), shape=a.shape).tocsr() @ a
@@ -266,7 +276,7 @@ def _pagerank(p: Prepared, opts: dict[str, Any], _fast: bool) -> dict[str, float
 
 
 def _communities(p: Prepared, _opts: dict[str, Any], fast: bool) -> list[list[str]]:
-    parts = compiled.louvain(p.succ, p.succ_w, fast, seed=42)
+    parts = compiled.louvain(p.out_csr, fast, seed=42)
     return _ordered_parts(p, (part.tolist() for part in parts))
 
 
