@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 from graphql import get_introspection_query
 
-from bem.services.graphql.schema import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS, schema
+from bem.services.graphql.execution import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS
+from bem.services.graphql.schema import schema
 
 
 def nested(levels: int) -> str:
@@ -62,3 +63,25 @@ async def test_unexpected_failures_are_masked_and_logged(
     assert [e.message for e in result.errors or ()] == [
         "internal error in the gateway; see its log"]
     assert any(r.levelname == "ERROR" and r.exc_info for r in caplog.records)
+
+
+async def test_a_refused_document_stays_refused() -> None:
+    # Documents are parsed and validated once and kept: the kept verdict is the same.
+    query = nested(MAX_DEPTH)
+    first, second = await errors_of(query), await errors_of(query)
+    assert first == second == [f"'anonymous' exceeds maximum operation depth of {MAX_DEPTH}"]
+    assert schema.prepared(query) is schema.prepared(query)
+
+
+async def test_subscriptions_have_the_same_limits() -> None:
+    # Subscriptions run strawberry's own pipeline, with extensions built from the same limits.
+    async def errors(query: str) -> list[str]:
+        result = await anext(await schema.subscribe(query))
+        return [e.message for e in result.errors or ()]
+
+    aliased = " ".join(f"a{i}: node" for i in range(MAX_ALIASES + 1))
+    assert await errors(f"subscription {{ pulses {{ {aliased} }} }}") == [
+        f"{MAX_ALIASES + 1} aliases found. Allowed: {MAX_ALIASES}"]
+    fields = " ".join("node" for _ in range(MAX_TOKENS))
+    too_long = await errors(f"subscription {{ pulses {{ {fields} }} }}")
+    assert too_long and str(MAX_TOKENS) in too_long[0]

@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from bem.runtime.supervisor import Supervisor
-from bem.services.graphql.schema import MAX_BATCH, MAX_DEPTH
+from bem.services.graphql.execution import MAX_DEPTH
+from bem.services.graphql.schema import MAX_BATCH
 from tests.services.graphql.client import TransportWS, gql
 from tests.services.graphql.test_limits import nested
 from tests.support import graph_input, url_of

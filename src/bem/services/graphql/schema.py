@@ -15,26 +15,14 @@ tokens, aliases, and operations per batched request. Introspection is allowed.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaskErrors,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
-)
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types import ExecutionContext, Info
+from strawberry.types import Info
 
-from bem.errors import BemError
-from bem.services.graphql import peers
+from bem.services.graphql import execution, peers
 from bem.services.graphql.calls import call, call_json, service_context
 from bem.services.graphql.convert import jsonable, pick, without_unset
 from bem.services.graphql.dag import DagRun, dag_run_from
@@ -100,17 +88,8 @@ from bem.services.graphql.types import (
     layout_from,
 )
 
-log = logging.getLogger("bem.graphql")
-
-MAX_DEPTH = 10  # nesting of selections (node.successors.successors... is how one goes deep)
-MAX_TOKENS = 2000  # lexical tokens of a document; send big inputs as variables
-MAX_ALIASES = 30  # aliases fan one field out into many backend calls
 MAX_BATCH = 10  # operations in one batched HTTP request
 MAX_SUBSCRIPTIONS = 20  # active subscriptions on one WebSocket connection
-CACHED_DOCUMENTS = 256  # parsed and validated query texts kept (bounded: texts are the
-#                         client's choice)
-LIMIT_RULES = [*QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
-               *MaxAliasesLimiter(MAX_ALIASES).validation_rules]
 PULSE_TOPIC = "pulses"
 
 
@@ -304,38 +283,12 @@ class Subscription(LegacySubscription):
                     yield pulse_from(message)
 
 
-def _unexpected(error: GraphQLError) -> bool:
-    """Mask errors that are neither GraphQL errors nor a service's answer."""
-    original = error.original_error
-    return original is not None and not isinstance(original, GraphQLError | BemError)
-
-
-class GatewaySchema(strawberry.Schema):
-    def process_errors(self, errors: list[GraphQLError],
-                       execution_context: ExecutionContext | None = None) -> None:
-        # A client's mistake (syntax, limits, a 4xx from a service) is the client's news,
-        # not an incident: only failures of the platform reach the log.
-        for error in errors:
-            status = (error.extensions or {}).get("status")
-            if _unexpected(error):
-                log.error("GraphQL resolver failed at %s", error.path,
-                          exc_info=error.original_error)
-            elif isinstance(status, int) and status >= 500:
-                log.warning("GraphQL %s: %s", error.path, error.message)
-
-
-schema = GatewaySchema(
+schema = execution.GatewaySchema(
     query=Query, mutation=Mutation, subscription=Subscription,
     # camelCase names (strawberry's default): GraphQL's convention, and the old platform's
     # clients' (its fields are part of this schema). JSON values (attrs, results) keep the
     # services' snake_case keys: they are data, not schema.
     config=StrawberryConfig(batching_config={"max_operations": MAX_BATCH}),
-    # Factories, not instances: an extension may keep per-request state, so each request
-    # gets its own (strawberry issue 4369). The limit rules are built once, so that the
-    # validation cache (keyed by document and rules) hits for a repeated query: validation
-    # is most of GraphQL's cost for a small query.
-    extensions=[lambda: AddValidationRules(LIMIT_RULES), lambda: MaxTokensLimiter(MAX_TOKENS),
-                lambda: ParserCache(maxsize=CACHED_DOCUMENTS),
-                lambda: ValidationCache(maxsize=CACHED_DOCUMENTS),
-                lambda: MaskErrors(should_mask_error=_unexpected,
-                                   error_message="internal error in the gateway; see its log")])
+    # Limits (execution.py): checked once per distinct document for queries and mutations,
+    # by these extensions for subscriptions.
+    extensions=execution.extensions())
