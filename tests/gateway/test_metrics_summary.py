@@ -15,19 +15,25 @@ from bem.gateway.metrics_summary import (
 from bem.runtime.metrics import SHARED, Metrics
 
 
+def count(m: Metrics, service: str, method: str, route: str, status: int, n: int = 1,
+          latency: float | None = None) -> None:
+    total, histogram = m.http.series(service, method, route, status)
+    total[0] += n
+    if latency is not None:
+        histogram.observe(latency)
+
+
 def traffic(m: Metrics, requests: int, latency: float) -> None:
     for _ in range(requests):
-        m.requests.labels("sfde", "compute", "POST", "/evaluate", "200").inc()
-        m.latency.labels("sfde", "compute", "POST", "/evaluate").observe(latency)
+        count(m, "sfde", "POST", "/evaluate", 200, latency=latency)
     # probes: never counted as traffic
-    m.requests.labels("sfde", "compute", "GET", "/metrics", "200").inc(1000)
-    m.latency.labels("sfde", "compute", "GET", "/metrics").observe(9.0)
+    count(m, "sfde", "GET", "/metrics", 200, 1000, latency=9.0)
 
 
 def test_fast_parser_agrees_with_prometheus_client() -> None:
     m = Metrics("compute")
     traffic(m, 3, 0.02)
-    m.requests.labels('odd "route" \\ with\nnewline', "compute", "GET", "/x{y}", "404").inc()
+    count(m, 'odd "route" \\ with\nnewline', "GET", "/x{y}", 404)
     m.calls["dag_alpha", "sfde", "evaluate", "http", "ok"] = 2
     m.pool_workers.labels(SHARED, "compute").set(3)
     text = m.render().decode()
@@ -50,7 +56,7 @@ def test_quantile_interpolates_inside_the_bucket() -> None:
 def test_rates_over_the_window_exclude_probes() -> None:
     m = Metrics("compute")
     traffic(m, 10, 0.004)
-    m.requests.labels("sfde", "compute", "POST", "/evaluate", "500").inc(2)
+    count(m, "sfde", "POST", "/evaluate", 500, 2)
     m.cache_requests.labels(SHARED, "compute", "l1", "hit").inc(3)
     m.cache_requests.labels(SHARED, "compute", "l1", "miss").inc(1)
     m.pool_workers.labels(SHARED, "compute").set(2)

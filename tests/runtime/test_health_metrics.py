@@ -7,6 +7,7 @@ import asyncio
 import httpx
 
 from bem.clusters import ALL_SERVICES
+from bem.runtime.metrics import Metrics
 from tests.support import make_settings, run_cluster, url_of
 
 
@@ -46,6 +47,25 @@ async def test_request_metrics_carry_route_template_service_and_cluster(sample: 
     assert ok in text
     assert 'route="/graphs/{graph_id}",service="graph_runtime",status="404"} 1.0' in text
     assert "/graphs/" + gid not in text  # raw paths never become label values
+    timed = ('bem_http_request_duration_seconds_count{cluster="graph_runtime",method="GET",'
+             'route="/graphs/{graph_id}",service="graph_runtime"} 4.0')
+    assert timed in text
+    # the scrape itself is being served while the registry renders
+    assert 'bem_http_requests_in_flight{cluster="graph_runtime",service="graph_runtime"} 1.0' \
+        in text
+
+
+def test_latency_buckets_are_upper_bounds_inclusive() -> None:
+    metrics = Metrics("c")
+    _count, latency = metrics.http.series("s", "GET", "/r", 200)
+    for seconds in (0.0005, 0.0006, 0.001, 31.0):
+        latency.observe(seconds)
+    text = metrics.render().decode()
+    labels = 'cluster="c",le="{}",method="GET",route="/r",service="s"'
+    for le, n in (("0.0005", 1), ("0.001", 3), ("30.0", 3), ("+Inf", 4)):
+        assert f"bem_http_request_duration_seconds_bucket{{{labels.format(le)}}} {n}.0" in text
+    assert 'bem_http_request_duration_seconds_sum{cluster="c",method="GET",route="/r",' \
+           'service="s"} 31.0021' in text
 
 
 async def test_oversized_body_is_413_before_parsing() -> None:
