@@ -38,6 +38,8 @@ class TokenBuckets:
         self.rate = rate
         self.burst = burst
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        window = max(1, math.ceil(burst / rate))
+        self._policy = (b"ratelimit-policy", f'"burst";q={burst};w={window}'.encode())
 
     def take(self, client: str, now: float | None = None) -> tuple[bool, int, float]:
         """Take one token: (allowed, tokens left, seconds until a token is available)."""
@@ -54,10 +56,8 @@ class TokenBuckets:
         return allowed, int(tokens), wait
 
     def headers(self, remaining: int, wait: float) -> list[tuple[bytes, bytes]]:
-        window = max(1, math.ceil(self.burst / self.rate))
         reset = max(0, math.ceil(wait))
-        return [(b"ratelimit-policy", f'"burst";q={self.burst};w={window}'.encode()),
-                (b"ratelimit", f'"burst";r={remaining};t={reset}'.encode())]
+        return [self._policy, (b"ratelimit", b'"burst";r=%d;t=%d' % (remaining, reset))]
 
 
 def _key_from(scope: MutableMapping[str, Any]) -> str | None:

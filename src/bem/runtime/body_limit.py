@@ -20,10 +20,17 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
                 await _too_large(self.limit, send)
                 return
+            chunked = chunked or name == b"transfer-encoding"
+        if not chunked:
+            # Framed by Content-Length, or no body at all (RFC 9112 section 6.3): the server
+            # delivers no more than the header said, so there is nothing to count.
+            await self.app(scope, receive, send)
+            return
         seen = 0
 
         async def counting_receive() -> MutableMapping[str, Any]:
