@@ -23,7 +23,6 @@ Either way REQUEST_TIMEOUT bounds the wait for the answer: a 504 when nothing wa
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -151,6 +150,7 @@ class Router:
         self.ctx = ctx
         self.runtime = ctx.runtime
         self.timeout = ctx.settings.request_timeout
+        self.deadlines = ctx.runtime.client.deadlines
         self.keyed = bool(ctx.settings.api_key_set)
         self.routable = frozenset(ctx.runtime.placement.routable())
         self._catalogue = catalogue
@@ -195,7 +195,7 @@ class Router:
             await send(message)
 
         try:
-            async with asyncio.timeout(self.timeout):
+            async with self.deadlines.limit(self.timeout):
                 await app(child, receive, answer)
         except TimeoutError:
             if started:
@@ -230,7 +230,7 @@ class Router:
         chunks = answer.chunks()
         while True:
             try:
-                async with asyncio.timeout(self.timeout):  # between two pieces of the answer
+                async with self.deadlines.limit(self.timeout):  # between two pieces of it
                     chunk = await anext(chunks, None)
             except (TimeoutError, Broken) as exc:
                 raise ConnectionError(f"replica broke off a streamed answer: {exc!r}") from None

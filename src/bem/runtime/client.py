@@ -18,7 +18,6 @@ idempotent.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,6 +27,7 @@ import aiohttp
 import orjson
 
 from bem.errors import BemError, ValidationFailed, error_from_body
+from bem.runtime.deadlines import Deadlines
 from bem.runtime.registry import Balancer, Registry
 from bem.runtime.replicas import Outcome, Replicas, Request, failure
 from bem.runtime.service import Operation, operation_of
@@ -53,8 +53,9 @@ class ServiceClient:
         self.local = local
         self.timeout = settings.request_timeout
         self.balancer = Balancer(registry)
+        self.deadlines = Deadlines()
         self.replicas = Replicas(self.balancer, Upstream(settings.connection_pool_size),
-                                 self.timeout)
+                                 self.timeout, self.deadlines)
         self._calls = metrics.calls
         self._routes: dict[tuple[str, Callable[..., Any]], _Route] = {}
         self._http: aiohttp.ClientSession | None = None
@@ -89,13 +90,13 @@ class ServiceClient:
         if ctx is None:
             return await self._remote(op, body, params, caller)  # type: ignore[no-any-return]
         try:
-            async with asyncio.timeout(self.timeout) as limit:
+            async with self.deadlines.limit(self.timeout) as limit:
                 result = await op.fn(**op.bind(body, params), ctx=ctx)
         except BemError:
             self._calls[error] += 1
             raise
         except TimeoutError:
-            if not limit.expired():
+            if not limit.expired:
                 raise  # the operation's own, not this call's time limit
             self._calls[error] += 1
             raise failure(Outcome.TIMEOUT, op.service, "in this process", op.name,

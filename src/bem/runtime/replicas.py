@@ -18,7 +18,6 @@ Retry-After) or 504, whose message names the service, the replica and what was a
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -28,6 +27,7 @@ from bem.runtime.registry import Balancer
 from bem.runtime.upstream import Answer, Broken, Headers, NotSent, Upstream
 
 if TYPE_CHECKING:
+    from bem.runtime.deadlines import Deadlines
     from bem.runtime.otel import Tracing
 
 RETRY_STATUSES = frozenset({502, 503, 504})
@@ -104,10 +104,12 @@ class Request:
 class Replicas:
     """Sends requests to the replicas of services (one per process, owned by the client)."""
 
-    def __init__(self, balancer: Balancer, upstream: Upstream, timeout: float) -> None:
+    def __init__(self, balancer: Balancer, upstream: Upstream, timeout: float,
+                 deadlines: Deadlines) -> None:
         self.balancer = balancer
         self.upstream = upstream
         self.timeout = timeout
+        self.deadlines = deadlines
         self.tracing: Tracing | None = None  # set by the runtime when tracing is on
 
     async def send(self, request: Request, buffer_limit: int | None = None) -> Answer:
@@ -152,7 +154,7 @@ class Replicas:
     async def _attempt(self, base: str, request: Request, buffer_limit: int | None
                        ) -> Answer | BaseException:
         try:
-            async with asyncio.timeout(self.timeout):
+            async with self.deadlines.limit(self.timeout):
                 return await self.upstream.request(base, request.method, request.target,
                                                    request.headers, request.body,
                                                    buffer_limit=buffer_limit)
