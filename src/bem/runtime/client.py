@@ -58,6 +58,7 @@ class ServiceClient:
                                  self.timeout, self.deadlines)
         self._calls = metrics.calls
         self._routes: dict[tuple[str, Callable[..., Any]], _Route] = {}
+        self._latency: dict[tuple[str, str], Any] = {}  # (caller, target) -> its histogram
         self._http: aiohttp.ClientSession | None = None
 
     @property
@@ -139,8 +140,11 @@ class ServiceClient:
             self._count(caller, op, "http", "error")
             raise
         finally:
-            m.call_latency.labels(caller, m.cluster, op.service, "http").observe(
-                time.perf_counter() - start)
+            latency = self._latency.get((caller, op.service))
+            if latency is None:  # `labels()` takes a lock and builds its key: once per pair
+                latency = self._latency[caller, op.service] = m.call_latency.labels(
+                    caller, m.cluster, op.service, "http")
+            latency.observe(time.perf_counter() - start)
         answer.release()  # read whole: the connection can serve the next call
         data = answer.body or b""
         if answer.status >= 400:

@@ -195,10 +195,10 @@ def _setup(app: FastAPI, ctx: ServiceContext) -> None:
     async def context() -> dict[str, Any]:  # async: a sync one would run in a thread
         return {"ctx": ctx}
 
-    # Inside the access middleware (keys and rate limits apply), before FastAPI's routing.
-    router = Router(ctx, spec)
-    app.add_middleware(RoutingMiddleware, router=router)
+    # Inside the access middleware (keys and rate limits apply), before FastAPI's routing;
+    # routing outside the GraphQL layer, so that a routed request crosses one layer fewer.
     app.add_middleware(GraphQLPost, ctx=ctx, schema=schema)
+    app.add_middleware(RoutingMiddleware, router=Router(ctx, spec))
     install_access(app, ctx.settings, Gateway.of(ctx.runtime).buckets)
     # No GraphiQL page: it loads its scripts from a CDN. Any GraphQL client works, and
     # introspection is on.
