@@ -35,7 +35,7 @@ import scipy.sparse
 
 from bem.errors import ValidationFailed
 from bem.services.graph_runtime import compiled, exact
-from bem.services.graph_runtime.compute import require_dag
+from bem.services.graph_runtime.dag_only import require_dag
 
 # Conversions kept per process: a 50,000-node graph's takes ~60 MB (measured, see README).
 PREPARED_KEEP = 4
