@@ -175,3 +175,13 @@ def test_the_cost_model_sends_quadratic_metrics_to_the_pool_and_spreads_them() -
     graph = Graph.model_validate(graph_of(SHAPES["dag"], 6)).canonical()
     nodes, edges = cost.size_bound(canonical(graph))
     assert nodes >= len(graph["nodes"]) and edges >= len(graph["edges"])  # type: ignore
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_pagerank_is_networkx_bit_for_bit(shape: str, seed: int) -> None:
+    """NumPy alone, in SciPy's order of additions: NetworkX's floats exactly, not to 1e-9."""
+    graph = graph_of(SHAPES[shape], seed)
+    options = {"pagerank_alpha": 0.85}
+    expected, got = both(graph, ["pagerank"], options)
+    assert got == expected
