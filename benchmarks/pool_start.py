@@ -4,10 +4,11 @@
 
 A `bem serve graph_runtime` (WORKERS=2, no Redis) is started and, once healthy, asked for
 betweenness centrality of a 300-node, 1800-edge DAG (above POOL_THRESHOLD: it goes to the
-pool). The first analysis starts the pool's forkserver (which imports NumPy, SciPy and
-NetworkX) and a worker; the next ones (each with a `top_k` never asked, so a new cache key
-and the same work) find the worker running. Printed: the first request's time, the median of
-the next `--repeat`, and the difference, over `--repeat` fresh processes (median).
+pool). The first analysis starts the pool's forkserver (which imports graph_runtime's
+kernels: NumPy, rustworkx) and a worker; the next ones (each with a `top_k` never asked, so
+a new cache key and the same work) find the worker running. Printed: the first request's
+time, the median of the next `--repeat`, and the difference, over `--repeat` fresh processes
+(median).
 """
 
 from __future__ import annotations

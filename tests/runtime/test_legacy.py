@@ -9,7 +9,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from bem.runtime.legacy import choose, envelope_id, shapes
+from bem.errors import ValidationFailed
+from bem.runtime.legacy import choose, envelope_id, readdress, shapes
 from bem.runtime.supervisor import Supervisor
 from bem.services import spec
 from tests.support import make_settings, metric_total, run_cluster, url_of
@@ -115,3 +116,12 @@ async def test_openapi_shows_the_new_body_and_the_old_payloads(cluster: Supervis
     assert set(envelope["properties"]) == {"data", "timestamp", "source"}
     assert "sfde_requests" in doc["components"]["schemas"]["SfdeRequests"]["properties"]
     assert "`sfde_requests`" in post["description"] and "docs/migration.md" in post["description"]
+
+
+def test_readdress_takes_a_backslash_in_a_field_literally() -> None:
+    """A client's key is part of the field path, never a regex replacement escape (`\\u`
+    made re.sub raise `bad escape`, answered as a 500)."""
+    exc = ValidationFailed("attributes.a\\u1: bad; other: worse", field="attributes.a\\u1")
+    got = readdress(exc, lambda name: f"data.{name}")
+    assert got.field == "data.attributes.a\\u1"
+    assert got.message == "data.attributes.a\\u1: bad; other: worse"

@@ -99,7 +99,9 @@ def readdress(exc: BemError, rename: Callable[[str], str]) -> BemError:
     if exc.field:
         old = exc.field
         exc.field = rename(old)
-        exc.message = re.sub(rf"(^|; ){re.escape(old)}:", rf"\g<1>{exc.field}:", exc.message)
+        # A function, not a template: a backslash in a client's key is no escape.
+        exc.message = re.sub(rf"(^|; ){re.escape(old)}:", lambda m: f"{m[1]}{exc.field}:",
+                             exc.message)
     if exc.details:
         exc.message = problems_message(exc.details)
     return exc

@@ -6,15 +6,16 @@ without killing a worker. Here each worker is supervised on its own: a worker th
 replaced and only its task is affected (retried once, then a clear 503); a task over its
 time limit has its worker killed and replaced (a clear 504).
 
-Workers are forked from a forkserver that has pre-imported NumPy, SciPy, NetworkX and the
-services' compute modules, so a worker starts in milliseconds and shares those pages with its
-siblings (low PSS). BLAS thread counts are set before the forkserver imports NumPy and
-enforced again in each worker with threadpoolctl.
+Workers are forked from a forkserver that has pre-imported the services' compute modules
+(with the NumPy or SciPy each uses), so a worker starts in milliseconds and shares those
+pages with its siblings (low PSS). BLAS thread counts are set before the forkserver imports
+NumPy and enforced again in each worker with threadpoolctl.
 
 Nothing of this runs until work needs it: the first task that goes to the pool launches the
-forkserver (its imports: ~1.5 s, paid once by that task) and a worker; more workers start as
-concurrent tasks wait, up to WORKERS; a worker idle for IDLE_SECONDS is retired. A cluster
-whose work is all small (run inline) never pays the ~100 MB of a pool, nor its start-up CPU.
+forkserver (its imports: ~0.6 s for graph_runtime's, paid once by that task) and a worker;
+more workers start as concurrent tasks wait, up to WORKERS; a worker idle for IDLE_SECONDS
+is retired. A cluster whose work is all small (run inline) never pays the memory of a pool,
+nor its start-up CPU.
 
 Protocol, one duplex pipe per worker: parent sends pickle((task_id, fn, args)); the worker
 answers pickle((task_id, ok, value, seconds)). A reader thread per worker waits on the pipe,
@@ -45,7 +46,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bem.pool")
 
-BASE_PRELOAD = ("bem.runtime.pool", "numpy", "scipy.optimize", "scipy.sparse", "networkx")
+# Beside the compute modules of the process's services (`preload`), which import the SciPy
+# or jsonschema their tasks use: nothing only one service needs is loaded by every pool.
+# NumPy is: its BLAS must be loaded when a worker applies the threadpoolctl limit.
+BASE_PRELOAD = ("bem.runtime.pool", "numpy")
 STILLBORN_SECONDS = 2.0
 WORKER_NICENESS = 10
 IDLE_SECONDS = 120.0  # a worker idle this long is retired; the next pool task starts one

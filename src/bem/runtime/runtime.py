@@ -8,7 +8,6 @@ order, collecting errors instead of stopping at the first.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import secrets
@@ -84,9 +83,11 @@ class Runtime:
         """Start the shared resources (the pool's processes start when work needs them)."""
         await self.pool.start()
         self._lag_sampler = asyncio.create_task(sample_loop_lag(self.metrics), name="loop-lag")
-        for ctx in self.contexts.values():  # first request must not pay the import
-            for module in ctx.spec.compute_modules:
-                importlib.import_module(module)
+        # The services' compute modules (NumPy, SciPy, NetworkX, jsonschema) are not imported
+        # here: each operation imports what it needs on its first call. Importing them all
+        # took ~0.3 s of CPU per compute or logic process before its ports answered, and
+        # ~10-20 MB each for modules a process's work may never touch; the first request of
+        # a kind pays its own import instead (see docs/benchmarks.md).
         await self.redis.start()
         await self.bus.start()
 

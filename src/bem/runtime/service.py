@@ -14,8 +14,9 @@ Parameters an in-process call could not supply as HTTP would (headers, cookies,
 dependencies other than `Ctx`, a second body) are refused when the operation is defined.
 
 A spec is static and cheap to import: it never starts anything. Heavy compute modules are
-imported by the operations at call time (and pre-imported by the runtime for local
-services), so a process that only calls a service remotely never loads NumPy for it.
+imported by the operations at call time, so a process that only calls a service remotely
+never loads NumPy for it, and one hosting it loads NumPy when its first request needs it
+(the pool's forkserver pre-imports them: `compute_modules`).
 """
 
 from __future__ import annotations
@@ -299,7 +300,7 @@ class ServiceSpec:
     description: str
     uses_pool: bool = False
     subscribes: bool = False  # consumes the pulse bus: its process listens from start-up
-    compute_modules: tuple[str, ...] = ()
+    compute_modules: tuple[str, ...] = ()  # pre-imported by the pool's forkserver
     legacy_operation: str | None = None  # the new body `POST /process` accepts in `data`
     # The old payloads it accepts there too. Set after the operations where serving one
     # calls them: the legacy module is handed them (it cannot import the API module).

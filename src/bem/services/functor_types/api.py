@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bem.errors import NotFound, PayloadTooLarge, ValidationFailed
 from bem.runtime.runtime import Ctx, ServiceContext
@@ -22,7 +22,9 @@ from bem.services.functor_types.models import (
     ValidateRequest,
     ValidateResult,
 )
-from bem.services.functor_types.registry import FunctorType, Registry, RegistrySource
+
+if TYPE_CHECKING:  # the module imports YAML and jsonschema: see _lifespan
+    from bem.services.functor_types.registry import FunctorType, Registry, RegistrySource
 
 VALIDATION = "bem.services.functor_types.validation"
 # jsonschema spends ~0.1-0.3 ms per component: from a few hundred components a batch would
@@ -52,6 +54,10 @@ service = ServiceSpec(
 
 @service.lifespan
 async def _lifespan(ctx: ServiceContext) -> AsyncIterator[None]:
+    # Imported here, not with the spec: a process that only calls functor_types (the
+    # gateway's resolvers) would load YAML and jsonschema (~7 MB) for nothing.
+    from bem.services.functor_types.registry import RegistrySource
+
     # A bad override file stops start-up here, with a message naming the file and key.
     ctx.state["registry"] = RegistrySource(ctx.settings.functor_types_path,
                                            ctx.settings.config_cache_ttl)

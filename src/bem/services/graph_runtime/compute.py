@@ -14,8 +14,7 @@ from typing import Any
 import networkx as nx
 
 from bem.errors import ValidationFailed
-
-DAG_METRICS = frozenset({"topological_order", "levels", "critical_path"})
+from bem.services.graph_runtime.dag_only import require_dag
 
 
 def build(graph: dict[str, Any]) -> nx.DiGraph:
@@ -165,18 +164,3 @@ def analyze(graph: dict[str, Any], metrics: list[str], options: dict[str, Any]
     g = build(graph)
     require_dag(metrics, lambda: find_cycle(g))
     return {name: METRICS[name](g, options) for name in metrics}
-
-
-def require_dag(metrics: Iterable[str], cycle_of: Callable[[], list[str] | None]) -> None:
-    """A DAG-only metric asked of a cyclic graph is a 422 naming a cycle (`cycle_of` finds
-    one, or None; it runs only when such a metric is asked)."""
-    wanted = DAG_METRICS.intersection(metrics)
-    if not wanted:
-        return
-    cycle = cycle_of()
-    if cycle is not None:
-        raise ValidationFailed(
-            f"graph: {', '.join(sorted(wanted))} need a DAG, but the graph has the cycle "
-            f"{' -> '.join(cycle)}", field="graph.edges",
-            details=[{"field": "graph.edges", "message": "cycle", "cycle": cycle,
-                      "type": "cycle"}])

@@ -15,7 +15,11 @@ Cost = tuple[float, float, float]  # seconds ~ fixed + per_element * (V + E) + p
 # may run on the event loop, and what is worth compiling. Brandes and all-sources BFS cost
 # V * E when every node reaches every other; on a DAG they reach only descendants and cost
 # far less, so the estimate is an upper bound, which errs on the side of the pool.
-# PageRank's fixed cost is SciPy's per-iteration overhead (~40 iterations at tol 1e-10).
+# PageRank (NumPy power iteration, ~40 iterations at tol 1e-10): 0.1-0.2 ms measured up to
+# 400 nodes and edges, ~200 ns a node or edge beyond (10,000 nodes, 50,000 edges: 12 ms);
+# costed at twice that. At 2 ms fixed, every PageRank, even of the 10-node sample, was
+# over INLINE_BUDGET_MS and started the pool (~750 ms for that first request, ~110 MB of
+# forkserver and workers) for well under a millisecond of work.
 CONVERT_COST: Cost = (0.0, 3e-6, 0.0)
 COSTS: dict[str, Cost] = {
     "summary": (0.0, 2e-7, 0.0),
@@ -28,7 +32,7 @@ COSTS: dict[str, Cost] = {
     "degree_centrality": (0.0, 3e-7, 0.0),
     "betweenness": (0.0, 1.2e-5, 3e-7),
     "closeness": (0.0, 5e-6, 1.2e-7),
-    "pagerank": (2e-3, 5e-7, 0.0),
+    "pagerank": (2.5e-4, 4e-7, 0.0),
     "communities": (0.0, 3e-5, 0.0),
 }
 # The same three compiled, as measured on the benchmark's 50,000-node random DAG (1.3 s,

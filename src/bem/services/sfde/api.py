@@ -7,14 +7,15 @@ a worker and back would cost. The heaviest, `irr_annuity`, iterates about ten ti
 `POST /affinity` plans in plain Python (~25 us per component and type): beyond
 INLINE_BUDGET_MS it runs in the pool of the process, when it has one.
 
-The catalogue (NumPy) and the affinity planning are imported when an operation runs, or
-when a process hosting sfde starts (`compute_modules`), never by a process that merely
-calls sfde remotely (the gateway).
+The catalogue (NumPy) and the affinity planning are imported when an operation runs or
+/openapi.json is first asked for, never at start-up, nor by a process that merely calls
+sfde remotely (the gateway).
 """
 
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -64,22 +65,35 @@ def _catalogue() -> dict[str, FormulaInfo]:
 
 
 @service.setup
-def _document_formulas(app: FastAPI, _ctx: ServiceContext) -> None:
-    """List every formula, its equation and source in the OpenAPI description (/docs)."""
-    lines = [app.description, "", "## Formulas", ""]
+def _document_catalogue(app: FastAPI, _ctx: ServiceContext) -> None:
+    """List the formulas and affinity types in the OpenAPI description (/docs), written when
+    the document is first asked for: the catalogue imports NumPy, which a process need not
+    load before its first formula (FastAPI's documented way to extend its OpenAPI)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.description = "\n".join([app.description, *_formula_lines(),
+                                         *_affinity_lines()])
+        return build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _formula_lines() -> list[str]:
+    lines = ["", "## Formulas", ""]
     for info in _catalogue().values():
         params = ", ".join(f"`{p.name}` [{p.unit}]" for p in info.parameters)
         lines.append(f"- **`{info.name}`** ({info.domain}) — {info.title}. {info.description} "
                      f"Parameters: {params}. Source: {info.reference}.")
-    app.description = "\n".join(lines)
+    return lines
 
 
-@service.setup
-def _document_affinity(app: FastAPI, _ctx: ServiceContext) -> None:
-    """List what each affinity type evaluates, and the quantities' names (/docs)."""
+def _affinity_lines() -> list[str]:
+    """What each affinity type evaluates, and the quantities' names."""
     from bem.services.sfde import affinity
 
-    lines = [app.description, "", "## Affinity types (`POST /affinity`)", ""]
+    lines = ["", "## Affinity types (`POST /affinity`)", ""]
     for kind, steps in affinity.RECIPES.items():
         lines.append(f"- **{kind}**: " + "; ".join(
             f"`{s.formula}`" + "".join(f", {p} = {q}" for p, q in s.quantities.items())
@@ -88,7 +102,7 @@ def _document_affinity(app: FastAPI, _ctx: ServiceContext) -> None:
         f"{q}: {' or '.join(n for n, _ in names)}" for q, names in affinity.SOURCES.items())
         + ". Derived: " + "; ".join(f"{q}: {d.description}"
                                     for q, d in affinity.DERIVED.items()) + "."]
-    app.description = "\n".join(lines)
+    return lines
 
 
 @service.operation("GET", "/formulas")
