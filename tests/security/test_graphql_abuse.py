@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis.graphql import nodes
 
-from bem.services.graphql.schema import MAX_ALIASES, MAX_BATCH, MAX_DEPTH
+from bem.services.graphql.execution import MAX_ALIASES, MAX_DEPTH
+from bem.services.graphql.schema import MAX_BATCH
 from tests.support import Topology
 
 pytestmark = pytest.mark.slow

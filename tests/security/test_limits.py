@@ -19,7 +19,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from bem.services.callback_engine.models import MAX_EVENTS_PER_REQUEST, MAX_PAYLOAD_BYTES
-from bem.services.graphql.schema import MAX_ALIASES, MAX_BATCH, MAX_DEPTH, MAX_TOKENS
+from bem.services.graphql.execution import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS
+from bem.services.graphql.schema import MAX_BATCH
 from bem.settings import Settings
 from tests.support import Topology
 
