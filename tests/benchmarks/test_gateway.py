@@ -8,6 +8,8 @@ import shutil
 
 import pytest
 from benchmarks.gateway import bare_server, measure, nginx_server, parse_wrk, table
+from benchmarks.gateway_layers import LAYERS
+from benchmarks.gateway_layers import measure as measure_layers
 
 WRK_OUTPUT = """Running 8s test @ http://127.0.0.1:41234/ping
   1 threads and 32 connections
@@ -56,3 +58,11 @@ def test_nginx_is_measured_as_the_peer() -> None:
     row = next(line for line in table(results).splitlines() if "through nginx" in line)
     ratio = results[1]["rps"] / results[0]["rps"]
     assert f"| {ratio:.2f} | 1.00 |" in row  # vs backend, vs nginx itself
+
+
+async def test_the_layer_costs_are_measured_on_a_real_cluster() -> None:
+    result = await measure_layers(requests=200, rounds=1)
+    assert set(result) == {"sfde on its own", "routed through the gateway", *LAYERS}
+    assert all(value > 0 for value in result.values())
+    # and every layer was put back: the routed request still crosses them all
+    assert all(cls.__call__.__name__ == "__call__" for cls in LAYERS.values())
