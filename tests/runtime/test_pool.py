@@ -71,6 +71,32 @@ async def test_sigkill_mid_task_is_retried_and_worker_replaced(pool: ComputePool
     assert [await pool.run(tasks.square, n) for n in range(5)] == [0, 1, 4, 9, 16]
 
 
+async def test_a_forkserver_dying_under_a_spawn_is_survived() -> None:
+    # A SIGTERM to the whole process group (Ctrl-C) reaches the forkserver too. Here it dies
+    # while it is starting the replacement of a killed worker: the task that worker ran must
+    # still get an answer (multiprocessing starts a new forkserver on the next attempt).
+    p = ComputePool(1, numpy_threads=1, task_timeout=20, metrics=Metrics("t"),
+                    preload=["tests.runtime.tasks"])
+    await p.start()
+    try:
+        assert await p.run(tasks.square, 3) == 9
+        forkserver = next(c for c in psutil.Process().children()
+                          if "forkserver" in " ".join(c.cmdline()))
+        forkserver.suspend()  # the next spawn waits on it for the new worker's pid
+        job = asyncio.create_task(p.run(tasks.pid_after, 0.2))
+        while not p.busy_pids():
+            await asyncio.sleep(0.01)
+        victim = p.busy_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        await asyncio.sleep(0.3)  # the replacement is being spawned, through the stopped server
+        forkserver.kill()
+        survivor = await asyncio.wait_for(job, 30)
+        assert survivor not in (victim, os.getpid())
+        assert await p.run(tasks.square, 4) == 16
+    finally:
+        await p.close()
+
+
 async def test_task_that_kills_every_worker_gets_503(pool: ComputePool) -> None:
     with pytest.raises(ServiceUnavailable, match="crashed twice"):
         await pool.run(tasks.die)

@@ -381,8 +381,21 @@ class ComputePool:
             # Process.start() talks to the forkserver (the first one starts it and waits
             # for its imports): off the event loop.
             worker = await asyncio.to_thread(self._spawn)
+        except Exception as exc:
+            failed: Exception | None = exc
+        else:
+            failed = None
         finally:
             self._spawning -= 1
+        if failed is not None:
+            # The forkserver died under the request (a SIGTERM to the whole process group
+            # reaches it too): multiprocessing starts another on the next attempt. Tasks may
+            # be waiting for this worker, so try again, backing off like a stillborn worker.
+            if not self._closing:
+                self._stillborn += 1
+                log.warning("could not start a compute worker (%s); trying again", failed)
+                self._start_worker(min(10.0, 0.05 * 2 ** self._stillborn))
+            return
         if self._closing:
             worker.conn.close()
             return
