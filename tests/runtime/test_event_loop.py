@@ -80,3 +80,30 @@ async def test_health_and_cheap_requests_stay_fast_while_heavy_analyses_run() ->
     samples = metric_total(metrics, "bem_event_loop_lag_seconds_count")
     within = metric_total(metrics, "bem_event_loop_lag_seconds_bucket", le="1.0")
     assert samples > 0 and within == samples
+
+
+async def test_compute_modules_are_imported_once_ready_without_a_request() -> None:
+    # No request has asked for SciPy yet: the process imports its services' compute modules
+    # in a thread once it is ready, so the first /select does not import it on the loop.
+    import psutil
+
+    plan = port_plan()
+    proc = ClusterProcess("optimization", base_env(plan), plan).start()
+    try:
+        proc.wait_ready()
+        assert proc.process is not None
+        pid = proc.process.pid
+
+        def scipy_optimize_loaded() -> bool:
+            return any("scipy/optimize" in m.path for m in psutil.Process(pid).memory_maps())
+
+        async with httpx.AsyncClient(timeout=10) as http:
+            deadline = time.monotonic() + 60
+            while not scipy_optimize_loaded():
+                assert time.monotonic() < deadline, "compute modules never imported"
+                await probe(http, proc.url("optimization") + "/health/live")
+                await asyncio.sleep(0.05)
+            assert (await http.get(proc.url("optimization") + "/health")).json()["status"] \
+                in ("pass", "warn")
+    finally:
+        proc.cleanup()

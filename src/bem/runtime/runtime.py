@@ -8,10 +8,13 @@ order, collecting errors instead of stopping at the first.
 from __future__ import annotations
 
 import asyncio
+import gc
+import importlib
 import logging
 import os
 import secrets
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, TypeVar
@@ -74,6 +77,7 @@ class Runtime:
         self.stopping = False
         self._started_at = time.monotonic()
         self._lag_sampler: asyncio.Task[None] | None = None
+        self._warming: asyncio.Task[None] | None = None
 
     @property
     def uptime(self) -> float:
@@ -83,19 +87,41 @@ class Runtime:
         """Start the shared resources (the pool's processes start when work needs them)."""
         await self.pool.start()
         self._lag_sampler = asyncio.create_task(sample_loop_lag(self.metrics), name="loop-lag")
-        # The services' compute modules (NumPy, SciPy, NetworkX, jsonschema) are not imported
-        # here: each operation imports what it needs on its first call. Importing them all
-        # took ~0.3 s of CPU per compute or logic process before its ports answered, and
-        # ~10-20 MB each for modules a process's work may never touch; the first request of
-        # a kind pays its own import instead (see docs/benchmarks.md).
+        # The services' compute modules (NumPy, SciPy, jsonschema) are not imported here:
+        # importing them took ~0.3 s of CPU per compute or logic process before its ports
+        # answered. `warm()` imports them once the process is ready.
         await self.redis.start()
         await self.bus.start()
+
+    def warm(self) -> None:
+        """Once ready: import the local services' compute modules in a thread.
+
+        An operation imports its modules where it needs them; done on the loop by the first
+        request, that import held every port of the process (~0.2 s for SciPy's optimize
+        package). In a thread the loop keeps its turns (the interpreter hands the GIL over
+        every few milliseconds), and a request that needs a module still being imported
+        waits for that one only. Modules imported since start-up are then frozen for the
+        collector, like start-up's own.
+        """
+        modules = [m for ctx in self.contexts.values() for m in ctx.spec.compute_modules]
+        if modules:
+            self._warming = asyncio.create_task(self._import(modules), name="warm-imports")
+
+    async def _import(self, modules: list[str]) -> None:
+        for module in modules:
+            if module not in sys.modules:
+                try:
+                    await asyncio.to_thread(importlib.import_module, module)
+                except Exception:  # the operation's own import will raise it to its caller
+                    log.exception("importing %s in the background failed", module)
+        gc.freeze()
 
     async def close(self) -> list[BaseException]:
         """Release everything in reverse order of start; returns the errors met."""
         errors: list[BaseException] = []
-        if self._lag_sampler is not None:
-            self._lag_sampler.cancel()
+        for task in (self._lag_sampler, self._warming):
+            if task is not None:
+                task.cancel()
         for closer in (self.pool.close, self.bus.close, self.client.close, self.redis.close,
                        *([self.tracing.close] if self.tracing else [])):
             try:

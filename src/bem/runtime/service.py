@@ -15,8 +15,8 @@ dependencies other than `Ctx`, a second body) are refused when the operation is 
 
 A spec is static and cheap to import: it never starts anything. Heavy compute modules are
 imported by the operations at call time, so a process that only calls a service remotely
-never loads NumPy for it, and one hosting it loads NumPy when its first request needs it
-(the pool's forkserver pre-imports them: `compute_modules`).
+never loads NumPy for it; one hosting it imports them in a thread once it is ready
+(`Runtime.warm`), and the pool's forkserver pre-imports them (`compute_modules`).
 """
 
 from __future__ import annotations

@@ -168,6 +168,7 @@ class Supervisor:
         gc.collect()
         gc.freeze()
         rt.ready = True
+        rt.warm()
         self.started.set()
         log.info("cluster %s ready: %s", self.cluster,
                  ", ".join(f"{n}:{p}" for n, p in self.ports.items()))
