@@ -82,6 +82,13 @@ async def test_errors_name_the_field_of_the_shape_meant(cluster: Supervisor) -> 
         endless = await http.post("/process", content=b'{"data": {}, "timestamp": Infinity}',
                                   headers={"content-type": "application/json"})
         assert endless.status_code == 422 and endless.json()["field"].startswith("timestamp")
+        boolean = await http.post("/process", json={"data": {}, "timestamp": False})
+        assert boolean.status_code == 422 and boolean.json()["field"].startswith("timestamp")
+        # the old clients' own timestamps still pass: ISO text, and a number of seconds
+        for stamp in ("2025-06-20T14:35:40.512337", 1750430140):
+            answer = await http.post("/process", json={"data": {"test": "data"},
+                                                       "timestamp": stamp})
+            assert answer.json()["field"] == "data", answer.text  # past the envelope
 
 
 @in_module_loop

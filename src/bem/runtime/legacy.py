@@ -148,7 +148,8 @@ def _request_model(ctx: ServiceContext, op: Operation) -> type[BaseModel]:
         __doc__="The old platform's envelope around the new body or an old payload.",
         data=(Annotated[data_type, Field(description=f"the body of {op.method} {op.path}, or "
                                                      f"an old payload")], ...),
-        timestamp=(Annotated[float, Field(allow_inf_nan=False)]
+        # strict: a boolean is no time (lax mode read `false` as 0.0)
+        timestamp=(Annotated[float, Field(allow_inf_nan=False, strict=True)]
                    | Annotated[str, Field(max_length=64)] | None,
                    Field(None, description="client time (echoed back)")),
         source=(str | None, Field(None, max_length=256,
