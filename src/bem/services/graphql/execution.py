@@ -42,7 +42,7 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.schema.schema import validate_document
+from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES, validate_document
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.utils.operation import get_operation_type
@@ -60,7 +60,6 @@ LIMIT_RULES = (*QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
                *MaxAliasesLimiter(MAX_ALIASES).validation_rules)
 RULES = (*specified_rules, *LIMIT_RULES)
 MASKED_MESSAGE = "internal error in the gateway; see its log"
-DEFAULT_OPERATIONS = (OperationType.QUERY, OperationType.MUTATION)
 
 
 def unexpected(error: GraphQLError) -> bool:
@@ -69,11 +68,10 @@ def unexpected(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, GraphQLError | BemError)
 
 
-def masked(error: GraphQLError) -> GraphQLError:
-    if not unexpected(error):
-        return error
-    return GraphQLError(MASKED_MESSAGE, nodes=error.nodes, source=error.source,
-                        positions=error.positions, path=error.path)
+def masking() -> MaskErrors:
+    """Strawberry's masking of the unexpected errors: the subscriptions' extension, and what
+    `GatewaySchema` masks queries and mutations with."""
+    return MaskErrors(should_mask_error=unexpected, error_message=MASKED_MESSAGE)
 
 
 def extensions() -> list[Any]:
@@ -81,7 +79,7 @@ def extensions() -> list[Any]:
     not instances: an extension may keep per-request state (strawberry issue 4369)."""
     return [lambda: AddValidationRules(list(LIMIT_RULES)),
             lambda: MaxTokensLimiter(MAX_TOKENS),
-            lambda: MaskErrors(should_mask_error=unexpected, error_message=MASKED_MESSAGE)]
+            masking]
 
 
 class Prepared:
@@ -98,6 +96,7 @@ class GatewaySchema(strawberry.Schema):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.prepared = functools.lru_cache(maxsize=CACHED_DOCUMENTS)(self._prepare)
+        self._mask = masking()  # anonymise_error only: it keeps no per-request state
 
     def _prepare(self, query: str) -> Prepared:
         try:
@@ -126,7 +125,7 @@ class GatewaySchema(strawberry.Schema):
             operation_type = get_operation_type(prepared.document, operation_name)
         except RuntimeError as error:
             raise CannotGetOperationTypeError(operation_name) from error
-        if operation_type not in (allowed_operation_types or DEFAULT_OPERATIONS):
+        if operation_type not in (allowed_operation_types or DEFAULT_ALLOWED_OPERATION_TYPES):
             raise InvalidOperationTypeError(operation_type)
         if prepared.errors:
             return self._failed(prepared.errors)
@@ -145,7 +144,8 @@ class GatewaySchema(strawberry.Schema):
     def _failed(self, errors: list[GraphQLError], data: dict[str, Any] | None = None
                 ) -> ExecutionResult:
         self.process_errors(errors)
-        return ExecutionResult(data=data, errors=[masked(e) for e in errors])
+        return ExecutionResult(data=data, errors=[self._mask.anonymise_error(e)
+                                                  if unexpected(e) else e for e in errors])
 
     def process_errors(self, errors: list[GraphQLError],
                        execution_context: ExecutionContext | None = None) -> None:
