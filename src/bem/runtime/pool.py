@@ -369,11 +369,14 @@ class ComputePool:
             self._stillborn += 1
         else:
             self._stillborn = 0
-        delay = min(10.0, 0.05 * 2 ** self._stillborn) if self._stillborn else 0.0
         if self._stillborn == 5:
             log.error("compute workers keep dying at start-up; respawning every %.0fs at most",
                       10.0)
-        self._start_worker(delay)
+        self._start_worker(self._backoff())
+
+    def _backoff(self) -> float:
+        """Seconds to wait before the next spawn: none, or doubling per stillborn worker."""
+        return min(10.0, 0.05 * 2 ** self._stillborn) if self._stillborn else 0.0
 
     async def _respawn(self, delay: float) -> None:
         try:
@@ -394,7 +397,7 @@ class ComputePool:
             if not self._closing:
                 self._stillborn += 1
                 log.warning("could not start a compute worker (%s); trying again", failed)
-                self._start_worker(min(10.0, 0.05 * 2 ** self._stillborn))
+                self._start_worker(self._backoff())
             return
         if self._closing:
             worker.conn.close()
