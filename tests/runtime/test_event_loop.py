@@ -83,7 +83,7 @@ async def test_health_and_cheap_requests_stay_fast_while_heavy_analyses_run() ->
 
 
 async def test_compute_modules_are_imported_once_ready_without_a_request() -> None:
-    # No request has asked for SciPy yet: the process imports its services' compute modules
+    # No request has asked for HiGHS yet: the process imports its services' compute modules
     # in a thread once it is ready, so the first /select does not import it on the loop.
     import psutil
 
@@ -94,12 +94,12 @@ async def test_compute_modules_are_imported_once_ready_without_a_request() -> No
         assert proc.process is not None
         pid = proc.process.pid
 
-        def scipy_optimize_loaded() -> bool:
-            return any("scipy/optimize" in m.path for m in psutil.Process(pid).memory_maps())
+        def highs_loaded() -> bool:
+            return any("highspy" in m.path for m in psutil.Process(pid).memory_maps())
 
         async with httpx.AsyncClient(timeout=10) as http:
             deadline = time.monotonic() + 60
-            while not scipy_optimize_loaded():
+            while not highs_loaded():
                 assert time.monotonic() < deadline, "compute modules never imported"
                 await probe(http, proc.url("optimization") + "/health/live")
                 await asyncio.sleep(0.05)

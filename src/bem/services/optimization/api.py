@@ -46,7 +46,7 @@ service = ServiceSpec(
     description=(
         "Option selection: one option per component maximising the weighted score (weights "
         "from agent coefficients or explicit) under a budget and extra linear constraints, "
-        "solved exactly as a binary MILP with scipy.optimize.milp (HiGHS) in the compute "
+        "solved exactly as a binary MILP with HiGHS (highspy) in the compute "
         "pool. Parameter optimisation: minimise or maximise an sfde formula output over "
         "bounded variables under constraints that are sfde formula outputs or safe "
         "expressions, with scipy.optimize.minimize (SLSQP); the formulas "

@@ -1,4 +1,4 @@
-"""Option selection as a binary MILP, solved with `scipy.optimize.milp` (HiGHS).
+"""Option selection as a binary MILP, solved with HiGHS (its own binding, `highspy`).
 
 Variables x[v] in {0, 1}, one per (component, option), laid out component by component.
 
@@ -8,26 +8,27 @@ Variables x[v] in {0, 1}, one per (component, option), laid out component by com
                 lower_k <= sum_v a_k[v] x[v] <= upper_k   extra linear constraints
 
 Pure functions over NumPy arrays: `solve_selection` is what runs in a pool worker.
+
+HiGHS is called directly rather than through `scipy.optimize.milp` (the same solver):
+SciPy's optimize package costs a process about 46 MB to import, highspy about 8 MB, and
+HiGHS's own model status comes back as is instead of folded into SciPy's five codes.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import highspy
 import numpy as np
-from scipy import sparse
-from scipy.optimize import Bounds, LinearConstraint, milp
 
-# HiGHS model status (HighsModelStatus) -> outcome; scipy folds several into one `status`.
-_HIGHS = {7: "optimal", 8: "infeasible", 9: "infeasible", 10: "unbounded", 13: "time_limit",
-          14: "iteration_limit", 16: "iteration_limit"}  # 16: "solution limit" = node_limit
-_SCIPY = {0: "optimal", 2: "infeasible", 3: "unbounded", 4: "solver_failed"}
-_HIGHS_STATUS = re.compile(r"HiGHS Status (\d+)")
+# HighsModelStatus -> outcome; anything else (load errors, "unknown") is solver_failed.
+_STATUS = {7: "optimal", 8: "infeasible", 9: "infeasible", 10: "unbounded", 13: "time_limit",
+           14: "iteration_limit", 16: "iteration_limit"}  # 16: "solution limit" = node_limit
 ANSWERS = ("optimal", "time_limit", "iteration_limit")  # outcomes that carry a selection
 TOLERANCE = 1e-9  # slack in the single-constraint infeasibility diagnosis
+_FEASIBLE = 2  # HiGHS solution status kSolutionStatusFeasible
 
 
 @dataclass(frozen=True)
@@ -58,60 +59,70 @@ class SelectionProblem:
 
 def solve_selection(problem: SelectionProblem) -> dict[str, Any]:
     """{status, chosen (option index per component, or None), objective, bound, gap, ...}."""
-    n = problem.size
-    groups = np.repeat(np.arange(len(problem.starts)), np.diff(np.append(problem.starts, n)))
-    one_each = sparse.csr_array((np.ones(n), (groups, np.arange(n))),
-                                shape=(len(problem.starts), n))
-    constraints = [LinearConstraint(one_each, 1, 1)]
-    if problem.budget is not None:
-        constraints.append(LinearConstraint(problem.costs[None, :], -np.inf, problem.budget))
-    if problem.rows:
-        constraints.append(_extra(problem.rows, n))
-    options: dict[str, Any] = {"time_limit": problem.time_limit, "mip_rel_gap": problem.mip_gap,
-                               "disp": False}
+    # The binding's base class: its Python subclass registers a callback at construction,
+    # which makes HiGHS print its banner on stdout before output_flag can be turned off
+    # (ERGO-Code/HiGHS#1702). The options are set before anything else is called.
+    highs = highspy._Highs()
+    for name, value in (("output_flag", False), ("threads", 1),
+                        ("time_limit", float(problem.time_limit)),
+                        ("mip_rel_gap", float(problem.mip_gap))):
+        highs.setOptionValue(name, value)
     if problem.max_nodes is not None:
-        options["node_limit"] = problem.max_nodes
+        highs.setOptionValue("mip_max_nodes", int(problem.max_nodes))
+    highs.passModel(_model(problem))
     start = time.perf_counter()
-    result = milp(-problem.values, integrality=np.ones(n), bounds=Bounds(0, 1),
-                  constraints=constraints, options=options)
+    highs.run()
     seconds = time.perf_counter() - start
-    status = _status(result, seconds, problem.time_limit)
+    model_status = highs.getModelStatus()
+    status = _STATUS.get(int(model_status), "solver_failed")
+    info = highs.getInfo()
     answer: dict[str, Any] = {
-        "status": status, "chosen": None, "objective": None, "bound": _bound(result),
-        "gap": _float(getattr(result, "mip_gap", None)), "seconds": seconds,
-        "nodes": getattr(result, "mip_node_count", None), "message": str(result.message),
+        "status": status, "chosen": None, "objective": None,
+        "bound": _float(info.mip_dual_bound), "gap": _float(info.mip_gap),
+        "seconds": seconds, "nodes": int(info.mip_node_count),
+        "message": f"HiGHS {highspy.HIGHS_VERSION_MAJOR}.{highspy.HIGHS_VERSION_MINOR}: "
+                   f"{highs.modelStatusToString(model_status)}",
         "diagnosis": diagnose(problem) if status == "infeasible" else None}
-    if result.x is not None and status in ANSWERS:
-        x = np.asarray(result.x) > 0.5
+    if status in ANSWERS and info.primal_solution_status == _FEASIBLE:
+        x = np.asarray(highs.getSolution().col_value) > 0.5
         answer["chosen"] = [int(i) for i in np.flatnonzero(x) - problem.starts]
         answer["objective"] = float(problem.values[x].sum())
     return answer
 
 
-def _extra(rows: tuple[Row, ...], n: int) -> LinearConstraint:
-    r = np.concatenate([np.full(len(row.columns), k) for k, row in enumerate(rows)])
-    c = np.concatenate([row.columns for row in rows])
-    a = np.concatenate([row.coefficients for row in rows])
-    matrix = sparse.csr_array((a, (r, c)), shape=(len(rows), n))  # duplicates are summed
-    return LinearConstraint(matrix, [row.lower for row in rows], [row.upper for row in rows])
-
-
-def _status(result: Any, seconds: float, time_limit: float) -> str:
-    match = _HIGHS_STATUS.search(str(result.message))
-    if match and int(match.group(1)) in _HIGHS:
-        return _HIGHS[int(match.group(1))]
-    if result.status == 1:  # "iteration or time limit": the clock tells which
-        return "time_limit" if seconds >= time_limit else "iteration_limit"
-    return _SCIPY.get(int(result.status), "solver_failed")
-
-
-def _bound(result: Any) -> float | None:
-    bound = _float(getattr(result, "mip_dual_bound", None))
-    return None if bound is None else -bound  # milp minimised -score
+def _model(problem: SelectionProblem) -> highspy.HighsLp:
+    """The MILP row by row: one equality row per component, the budget, the extra rows."""
+    n = problem.size
+    ends = np.append(problem.starts[1:], n)
+    rows: list[tuple[np.ndarray, np.ndarray, float, float]] = [
+        (np.arange(s, e), np.ones(e - s), 1.0, 1.0) for s, e in zip(problem.starts, ends,
+                                                                      strict=True)]
+    if problem.budget is not None:
+        rows.append((np.arange(n), problem.costs, -highspy.kHighsInf, problem.budget))
+    for row in problem.rows:
+        # HiGHS refuses a repeated column in a row: the coefficients of one are summed.
+        columns, where = np.unique(row.columns, return_inverse=True)
+        coefficients = np.zeros(len(columns))
+        np.add.at(coefficients, where, row.coefficients)
+        rows.append((columns, coefficients, row.lower, row.upper))
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = n, len(rows)
+    lp.sense_ = highspy.ObjSense.kMaximize
+    lp.col_cost_ = np.asarray(problem.values, dtype=float)
+    lp.col_lower_, lp.col_upper_ = np.zeros(n), np.ones(n)
+    lp.integrality_ = [highspy.HighsVarType.kInteger] * n
+    lp.row_lower_ = np.array([r[2] for r in rows], dtype=float)
+    lp.row_upper_ = np.array([r[3] for r in rows], dtype=float)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = n, len(rows)
+    lp.a_matrix_.start_ = np.concatenate([[0], np.cumsum([len(r[0]) for r in rows])])
+    lp.a_matrix_.index_ = np.concatenate([r[0] for r in rows]).astype(np.int32)
+    lp.a_matrix_.value_ = np.concatenate([r[1] for r in rows]).astype(float)
+    return lp
 
 
 def _float(value: Any) -> float | None:
-    return float(value) if value is not None and np.isfinite(value) else None
+    return float(value) if value is not None and abs(value) < highspy.kHighsInf else None
 
 
 def diagnose(problem: SelectionProblem) -> tuple[int, str] | None:
