@@ -12,14 +12,25 @@ the worst-case bound only catches stalls of whole analyses.
 from __future__ import annotations
 
 import asyncio
+import importlib.abc
+import importlib.machinery
 import random
 import statistics
+import sys
 import time
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.support import ClusterProcess, base_env, metric_total, port_plan
+from tests.support import (
+    ClusterProcess,
+    base_env,
+    metric_total,
+    port_plan,
+    run_cluster,
+    url_of,
+)
 
 MEDIAN_BOUND = 0.05  # seconds: one inline analysis alone is 0.3 s
 WORST_BOUND = 1.0  # a descheduled process on a machine shared by several test runs
@@ -107,3 +118,58 @@ async def test_compute_modules_are_imported_once_ready_without_a_request() -> No
                 in ("pass", "warn")
     finally:
         proc.cleanup()
+
+
+class SlowImport(importlib.abc.MetaPathFinder):
+    """Makes one module take `seconds` to import, in whichever thread imports it."""
+
+    def __init__(self, name: str, seconds: float) -> None:
+        self.name, self.seconds = name, seconds
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != self.name:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        assert spec is not None and spec.loader is not None
+        real, seconds = spec.loader, self.seconds
+
+        class Loader(importlib.abc.Loader):
+            def create_module(self, spec: Any) -> Any:
+                return real.create_module(spec)
+
+            def exec_module(self, module: Any) -> None:
+                time.sleep(seconds)  # lets go of the GIL, keeps the module's import lock
+                real.exec_module(module)
+
+        spec.loader = Loader()
+        return spec
+
+
+async def test_an_operation_waits_for_its_modules_without_holding_the_loop(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first /select comes while the process is still importing the solver in its warm-up
+    # thread. Importing it on the loop too would block the loop on the module's import lock
+    # for the rest of that import (here 1 s): the operation waits for its modules instead.
+    selection = "bem.services.optimization.selection"
+    monkeypatch.delitem(sys.modules, selection, raising=False)
+    monkeypatch.setattr(sys, "meta_path", [SlowImport(selection, 1.0), *sys.meta_path])
+    lags: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            start = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lags.append(time.perf_counter() - start - 0.01)
+
+    async with run_cluster("optimization") as sup, \
+            httpx.AsyncClient(base_url=url_of(sup, "optimization"), timeout=30) as http:
+        tick = asyncio.create_task(ticker())
+        answer = await http.post("/select", json={
+            "components": [{"id": "V01", "options": [
+                {"id": "a", "cost": 1, "scores": {"q": 1}},
+                {"id": "b", "cost": 2, "scores": {"q": 3}}]}],
+            "budget": 2, "weights": {"q": 1}})
+        tick.cancel()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["selection"][0]["option"] == "b"
+    assert lags and max(lags) < 0.5, f"the loop stalled {max(lags):.2f} s"

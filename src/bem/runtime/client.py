@@ -92,6 +92,8 @@ class ServiceClient:
             return await self._remote(op, body, params, caller)  # type: ignore[no-any-return]
         try:
             async with self.deadlines.limit(self.timeout) as limit:
+                if not ctx.warmed.is_set():
+                    await ctx.warmed.wait()
                 result = await op.fn(**op.bind(body, params), ctx=ctx)
         except BemError:
             self._calls[error] += 1

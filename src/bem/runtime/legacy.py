@@ -166,6 +166,8 @@ def install_process(app: FastAPI, ctx: ServiceContext) -> None:
 
     async def process(envelope: Any, request: Request) -> LegacyAnswer:
         start = time.perf_counter()
+        if not ctx.warmed.is_set():
+            await ctx.warmed.wait()
         data = envelope.data
         if not isinstance(data, dict):
             counter.labels(spec.name, ctx.runtime.cluster, UNRECOGNIZED).inc()

@@ -97,23 +97,24 @@ class Runtime:
         """Once ready: import the local services' compute modules in a thread.
 
         An operation imports its modules where it needs them; done on the loop by the first
-        request, that import held every port of the process (~0.2 s for SciPy's optimize
-        package). In a thread the loop keeps its turns (the interpreter hands the GIL over
-        every few milliseconds), and a request that needs a module still being imported
-        waits for that one only. Modules imported since start-up are then frozen for the
-        collector, like start-up's own.
+        request, that import held every port of the process (~0.2 s for NumPy and its
+        solver). In a thread the loop keeps its turns (the interpreter hands the GIL over
+        every few milliseconds). Until a service's modules are in, its operations wait for
+        them (`ServiceContext.warmed`) instead of importing: an import on the loop of a
+        module another thread is importing blocks the loop on the module's lock. Modules
+        imported since start-up are then frozen for the collector, like start-up's own.
         """
-        modules = [m for ctx in self.contexts.values() for m in ctx.spec.compute_modules]
-        if modules:
-            self._warming = asyncio.create_task(self._import(modules), name="warm-imports")
+        self._warming = asyncio.create_task(self._import(), name="warm-imports")
 
-    async def _import(self, modules: list[str]) -> None:
-        for module in modules:
-            if module not in sys.modules:
-                try:
-                    await asyncio.to_thread(importlib.import_module, module)
-                except Exception:  # the operation's own import will raise it to its caller
-                    log.exception("importing %s in the background failed", module)
+    async def _import(self) -> None:
+        for ctx in self.contexts.values():
+            for module in ctx.spec.compute_modules:
+                if module not in sys.modules:
+                    try:
+                        await asyncio.to_thread(importlib.import_module, module)
+                    except Exception:  # the operation's own import raises it to its caller
+                        log.exception("importing %s in the background failed", module)
+            ctx.warmed.set()
         gc.freeze()
 
     async def close(self) -> list[BaseException]:
@@ -145,6 +146,13 @@ class ServiceContext:
         self.settings: Settings = runtime.settings
         self.state: dict[str, Any] = {}  # filled by the service's lifespan hook
         self.app: FastAPI | None = None  # set by create_app (ASGI calls without a socket)
+        # Set once the service's compute modules are imported (Runtime.warm). Every way into
+        # an operation (its route's Ctx, the in-process client, the legacy envelope) waits
+        # for it, as `if not ctx.warmed.is_set(): await ctx.warmed.wait()`: one attribute
+        # test on the hot path.
+        self.warmed = asyncio.Event()
+        if not spec.compute_modules:
+            self.warmed.set()
 
     async def call(self, operation: Callable[..., Awaitable[R]], body: Any = None, /,
                    **params: Any) -> R:

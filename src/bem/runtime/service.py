@@ -46,7 +46,10 @@ async def request_context(request: Request) -> Any:
     # async on purpose: FastAPI runs a sync dependency in its thread pool, and that hop (a
     # thread wake-up and a GIL hand-over, up to the 5 ms switch interval under load) cost
     # more than the rest of a small request.
-    return request.app.state.ctx
+    ctx = request.app.state.ctx
+    if not ctx.warmed.is_set():
+        await ctx.warmed.wait()
+    return ctx
 
 
 class ErrorBody(BaseModel):
