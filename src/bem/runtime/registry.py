@@ -98,6 +98,8 @@ class Registry:
         self._lookups: dict[str, tuple[float, list[str]]] = {}
         # host -> (until, None if it resolves else why not); one lookup of a host at a time
         self._names: dict[str, tuple[float, str | None]] = {}
+        # service -> (static URL, its host if a name to resolve, None if an address)
+        self._statics: dict[str, tuple[str, str | None]] = {}
         self._resolving: dict[str, asyncio.Task[str | None]] = {}
 
     async def register(self, addresses: dict[str, str], pid: int) -> None:
@@ -172,9 +174,13 @@ class Registry:
         return urls
 
     async def _static(self, service: str) -> str:
-        url = static_url(self.settings, service, self.placement.cluster_of[service])
-        host = urlsplit(url).hostname or ""
-        why = None if _is_address(host) else await self._unresolved(host)
+        static = self._statics.get(service)
+        if static is None:  # the settings never change: parsed once, not on every call
+            url = static_url(self.settings, service, self.placement.cluster_of[service])
+            host = urlsplit(url).hostname or ""
+            static = self._statics[service] = (url, None if _is_address(host) else host)
+        url, name = static
+        why = None if name is None else await self._unresolved(name)
         if why is not None:
             raise ServiceUnavailable(
                 f"no replica of {service} is registered and its static address {url} does "
