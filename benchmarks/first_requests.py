@@ -1,5 +1,5 @@
 """What the first request of each kind pays now that no process imports its compute
-modules (NumPy, SciPy, jsonschema) before it is ready: it imports them in a thread once ready.
+modules (NumPy, HiGHS, jsonschema) before it is ready: it imports them in a thread once ready.
 
     .venv/bin/python benchmarks/first_requests.py [--repeat 3] [--settle 0]
 
@@ -39,7 +39,7 @@ KINDS: tuple[tuple[str, str, str, Callable[[int], dict[str, Any]]], ...] = (
      lambda i: {"graph": sample_variant(1000 + i), "metrics": ["summary", "pagerank"]}),
     ("sfde POST /evaluate", "sfde", "/evaluate",
      lambda i: {"formula": "simple_beam_udl", "params": {**BEAM, "w": BEAM["w"] + i}}),
-    ("optimization POST /select (SciPy's milp)", "optimization", "/select",
+    ("optimization POST /select (HiGHS)", "optimization", "/select",
      lambda i: {**SELECT_PROBLEM, "budget": SELECT_PROBLEM["budget"] + i}),
     ("functor_types POST /validate (jsonschema)", "functor_types", "/validate",
      lambda i: {"components": [{"id": f"c{i}", "functor_type": "stateless_spatial"}]}),

@@ -252,8 +252,8 @@ def main() -> int:
     print(f"\n## The running `bem serve single`: healthy in {tree['startup_s']} s\n")
     print(f"- 0 to {t.get('pool_forkserver_started_s')} s: interpreter and the nine services' "
           f"API modules; then the pool's forkserver starts\n"
-          f"- to {t.get('pool_workers_forked_s')} s: the forkserver imports NumPy, SciPy, "
-          f"NetworkX and the compute modules, then forks the workers (meanwhile the cluster "
+          f"- to {t.get('pool_workers_forked_s')} s: the forkserver imports NumPy and the "
+          f"compute modules, then forks the workers (meanwhile the cluster "
           f"process imports the compute modules, connects Redis and builds its apps)\n"
           f"- to {t['healthy_s']} s: workers ready, ports bound, registered, every /health "
           f"passes\n")

@@ -32,7 +32,7 @@ SETTINGS: dict[str, Any] = {
     "grace_period": 5, "log_level": "warning",
     "rate_limit_rps": 1_000_000, "rate_limit_burst": 1_000_000,
 }
-STARTUP_TIMEOUT = 180.0  # nine processes importing NumPy/SciPy on two busy cores are slow
+STARTUP_TIMEOUT = 180.0  # nine processes importing NumPy and HiGHS on two busy cores are slow
 
 
 def exit_on_sigterm() -> None:
