@@ -93,32 +93,42 @@ def solve_selection(problem: SelectionProblem) -> dict[str, Any]:
 
 def _model(problem: SelectionProblem) -> highspy.HighsLp:
     """The MILP row by row: one equality row per component, the budget, the extra rows."""
-    n = problem.size
-    ends = np.append(problem.starts[1:], n)
-    rows: list[tuple[np.ndarray, np.ndarray, float, float]] = [
-        (np.arange(s, e), np.ones(e - s), 1.0, 1.0) for s, e in zip(problem.starts, ends,
-                                                                      strict=True)]
+    n, k = problem.size, len(problem.starts)
+    # Components are contiguous, so their rows together are every column once, in order.
+    starts, columns, values = [problem.starts], [np.arange(n)], [np.ones(n)]
+    lower, upper = [np.ones(k)], [np.ones(k)]
+    end = n
     if problem.budget is not None:
-        rows.append((np.arange(n), problem.costs, -highspy.kHighsInf, problem.budget))
+        starts.append(np.array([end]))
+        columns.append(np.arange(n))
+        values.append(np.asarray(problem.costs, dtype=float))
+        lower.append(np.array([-highspy.kHighsInf]))
+        upper.append(np.array([problem.budget]))
+        end += n
     for row in problem.rows:
         # HiGHS refuses a repeated column in a row: the coefficients of one are summed.
-        columns, where = np.unique(row.columns, return_inverse=True)
-        coefficients = np.zeros(len(columns))
-        np.add.at(coefficients, where, row.coefficients)
-        rows.append((columns, coefficients, row.lower, row.upper))
+        used, where = np.unique(row.columns, return_inverse=True)
+        summed = np.zeros(len(used))
+        np.add.at(summed, where, row.coefficients)
+        starts.append(np.array([end]))
+        columns.append(used)
+        values.append(summed)
+        lower.append(np.array([row.lower]))
+        upper.append(np.array([row.upper]))
+        end += len(used)
     lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = n, len(rows)
+    lp.num_col_ = lp.a_matrix_.num_col_ = n
+    lp.num_row_ = lp.a_matrix_.num_row_ = k + (problem.budget is not None) + len(problem.rows)
     lp.sense_ = highspy.ObjSense.kMaximize
     lp.col_cost_ = np.asarray(problem.values, dtype=float)
     lp.col_lower_, lp.col_upper_ = np.zeros(n), np.ones(n)
     lp.integrality_ = [highspy.HighsVarType.kInteger] * n
-    lp.row_lower_ = np.array([r[2] for r in rows], dtype=float)
-    lp.row_upper_ = np.array([r[3] for r in rows], dtype=float)
+    lp.row_lower_ = np.concatenate(lower).astype(float)
+    lp.row_upper_ = np.concatenate(upper).astype(float)
     lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
-    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = n, len(rows)
-    lp.a_matrix_.start_ = np.concatenate([[0], np.cumsum([len(r[0]) for r in rows])])
-    lp.a_matrix_.index_ = np.concatenate([r[0] for r in rows]).astype(np.int32)
-    lp.a_matrix_.value_ = np.concatenate([r[1] for r in rows]).astype(float)
+    lp.a_matrix_.start_ = np.concatenate([*starts, [end]]).astype(np.int32)
+    lp.a_matrix_.index_ = np.concatenate(columns).astype(np.int32)
+    lp.a_matrix_.value_ = np.concatenate(values).astype(float)
     return lp
 
 
