@@ -25,13 +25,19 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Union
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from pydantic import BaseModel, Field, SkipValidation, create_model
 from pydantic import ValidationError as PydanticValidationError
 
 from bem.errors import BemError, ValidationFailed, problems_message
 from bem.runtime.runtime import ServiceContext
-from bem.runtime.service import ERROR_RESPONSES, OldPayload, Operation, validation_failed
+from bem.runtime.service import (
+    ERROR_RESPONSES,
+    OldPayload,
+    Operation,
+    request_context,
+    validation_failed,
+)
 
 ENVELOPE = "envelope"  # operation label: the new body inside the old envelope
 UNRECOGNIZED = "unrecognized"  # operation label: data that is no known shape (a 422)
@@ -166,8 +172,6 @@ def install_process(app: FastAPI, ctx: ServiceContext) -> None:
 
     async def process(envelope: Any, request: Request) -> LegacyAnswer:
         start = time.perf_counter()
-        if not ctx.warmed.is_set():
-            await ctx.warmed.wait()
         data = envelope.data
         if not isinstance(data, dict):
             counter.labels(spec.name, ctx.runtime.cluster, UNRECOGNIZED).inc()
@@ -201,6 +205,7 @@ def install_process(app: FastAPI, ctx: ServiceContext) -> None:
                    for p in spec.legacy_payloads)
     app.add_api_route(
         "/process", process, methods=["POST"], tags=["legacy"], responses=ERROR_RESPONSES,
+        dependencies=[Depends(request_context)],  # as an operation's Ctx: waits for warm-up
         response_model=LegacyAnswer, summary="The old platform's envelope (migration)",
         description=(f"`data` is the body of `{op.method} {op.path}` ({op.name}), or one of "
                      f"the old platform's payloads:{olds or ' none.'}\n\nThe shape is chosen "

@@ -7,7 +7,7 @@ replaced and only its task is affected (retried once, then a clear 503); a task 
 time limit has its worker killed and replaced (a clear 504).
 
 Workers are forked from a forkserver that has pre-imported the services' compute modules
-(with the NumPy or SciPy each uses), so a worker starts in milliseconds and shares those
+(with the NumPy or HiGHS each uses), so a worker starts in milliseconds and shares those
 pages with its siblings (low PSS). BLAS thread counts are set before the forkserver imports
 NumPy and enforced again in each worker with threadpoolctl.
 
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bem.pool")
 
-# Beside the compute modules of the process's services (`preload`), which import the SciPy
+# Beside the compute modules of the process's services (`preload`), which import the HiGHS
 # or jsonschema their tasks use: nothing only one service needs is loaded by every pool.
 # NumPy is: its BLAS must be loaded when a worker applies the threadpoolctl limit.
 BASE_PRELOAD = ("bem.runtime.pool", "numpy")

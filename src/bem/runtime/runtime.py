@@ -146,10 +146,10 @@ class ServiceContext:
         self.settings: Settings = runtime.settings
         self.state: dict[str, Any] = {}  # filled by the service's lifespan hook
         self.app: FastAPI | None = None  # set by create_app (ASGI calls without a socket)
-        # Set once the service's compute modules are imported (Runtime.warm). Every way into
-        # an operation (its route's Ctx, the in-process client, the legacy envelope) waits
-        # for it, as `if not ctx.warmed.is_set(): await ctx.warmed.wait()`: one attribute
-        # test on the hot path.
+        # Set once the service's compute modules are imported (Runtime.warm). The ways into
+        # an operation wait for it: over HTTP `request_context` (every operation's Ctx, and
+        # the legacy envelope's route), in-process the service client; one attribute test
+        # on the hot path.
         self.warmed = asyncio.Event()
         if not spec.compute_modules:
             self.warmed.set()

@@ -303,7 +303,9 @@ class ServiceSpec:
     description: str
     uses_pool: bool = False
     subscribes: bool = False  # consumes the pulse bus: its process listens from start-up
-    compute_modules: tuple[str, ...] = ()  # pre-imported by the pool's forkserver
+    # Imported once the process is ready (Runtime.warm: its operations wait for them) and
+    # by the pool's forkserver.
+    compute_modules: tuple[str, ...] = ()
     legacy_operation: str | None = None  # the new body `POST /process` accepts in `data`
     # The old payloads it accepts there too. Set after the operations where serving one
     # calls them: the legacy module is handed them (it cannot import the API module).
